@@ -1,0 +1,1 @@
+"""The topograd model language and command line (the language itself lands with issue 5)."""

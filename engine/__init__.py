@@ -1,0 +1,52 @@
+"""topograd's engine: scalar and tensor autodiff on numpy, layers, and a steppable graph.
+
+>>> from engine import Tensor
+>>> x = Tensor([1.0, -2.0, 3.0], requires_grad=True)
+>>> (x.relu() * x).sum().backward()
+>>> x.grad.tolist()
+[2.0, 0.0, 6.0]
+"""
+
+from engine import functional, init, nn
+from engine import fused as _fused  # noqa: F401  (registers the fused batch norm)
+from engine import primitives as _primitives  # noqa: F401  (registers the primitive ops)
+from engine.executor import topological_order
+from engine.gradcheck import GradcheckResult, gradcheck, relative_error
+from engine.graph import Graph, NodeInfo, StepEvent
+from engine.modes import (
+    AnomalyError,
+    default_rng,
+    detect_anomaly,
+    enable_grad,
+    is_grad_enabled,
+    manual_seed,
+    no_grad,
+)
+from engine.ops import OPS, Op, register_op, unbroadcast
+from engine.tensor import Tensor, apply
+
+__all__ = [
+    "OPS",
+    "AnomalyError",
+    "GradcheckResult",
+    "Graph",
+    "NodeInfo",
+    "Op",
+    "StepEvent",
+    "Tensor",
+    "apply",
+    "default_rng",
+    "detect_anomaly",
+    "enable_grad",
+    "functional",
+    "gradcheck",
+    "init",
+    "is_grad_enabled",
+    "manual_seed",
+    "nn",
+    "no_grad",
+    "register_op",
+    "relative_error",
+    "topological_order",
+    "unbroadcast",
+]

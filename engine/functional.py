@@ -1,0 +1,315 @@
+"""Functions built from primitive ops; their backward passes are derived by the engine.
+
+Only `softmax`, `log_softmax`, `maximum` and `concat` are primitives themselves (see
+engine/primitives.py); the norms, dropout, activations and losses here are compositions.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from engine.modes import resolve_rng
+from engine.ops import OPS
+from engine.tensor import Tensor, apply
+
+
+def _tensor(x) -> Tensor:
+    return x if isinstance(x, Tensor) else Tensor(x)
+
+
+def _constant(value, like: Tensor) -> Tensor:
+    """A leaf holding `value` in `like`'s dtype (masks, counts): it gets no gradient."""
+    return Tensor._const(np.asarray(value, dtype=like.dtype))
+
+
+# --- activations -----------------------------------------------------------------------
+def relu(x):
+    return _tensor(x).relu()
+
+
+def tanh(x):
+    return _tensor(x).tanh()
+
+
+def sigmoid(x):
+    return _tensor(x).sigmoid()
+
+
+def leaky_relu(x, negative_slope=0.01):
+    """max(x, 0) + slope * min(x, 0), written as relu(x) - slope * relu(-x)."""
+    x = _tensor(x)
+    return x.relu() - negative_slope * (-x).relu()
+
+
+def elu(x, alpha=1.0):
+    """x for x > 0, alpha * (e^x - 1) otherwise: relu(x) + alpha * (e^min(x, 0) - 1)."""
+    x = _tensor(x)
+    return x.relu() + alpha * ((-(-x).relu()).exp() - 1.0)
+
+
+def maximum(x, y):
+    """Elementwise maximum with broadcasting (a primitive; ties split the gradient)."""
+    x = _tensor(x)
+    return apply(OPS["maximum"], x, x._lift(y))
+
+
+def softmax(x, axis=-1):
+    return apply(OPS["softmax"], _tensor(x), axis=axis)
+
+
+def log_softmax(x, axis=-1):
+    """log(softmax(x)) computed after subtracting the max: finite for logits of 1e4."""
+    return apply(OPS["log_softmax"], _tensor(x), axis=axis)
+
+
+def concat(tensors, axis=0):
+    tensors = [_tensor(t) for t in tensors]
+    if not tensors:
+        raise ValueError("concat needs at least one tensor")
+    return apply(OPS["concat"], *tensors, axis=axis)
+
+
+# --- losses ------------------------------------------------------------------------------
+def _reduce(losses, reduction):
+    if reduction == "mean":
+        return losses.mean()
+    if reduction == "sum":
+        return losses.sum()
+    if reduction == "none":
+        return losses
+    raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+
+
+def _class_labels(labels, logits, loss):
+    labels = np.asarray(labels.data if isinstance(labels, Tensor) else labels)
+    if labels.ndim != 1 or labels.shape[0] != logits.shape[0]:
+        raise ValueError(
+            f"{loss}: labels must be a vector of {logits.shape[0]} class indices, "
+            f"got shape {labels.shape} for logits of shape {logits.shape}"
+        )
+    if labels.size and not np.all(np.equal(np.mod(labels, 1), 0)):
+        raise ValueError(f"{loss}: labels must be integers, got {labels[:5]}")
+    labels = labels.astype(np.intp)
+    classes = logits.shape[1]
+    bad = (labels < 0) | (labels >= classes)
+    if bad.any():
+        raise ValueError(
+            f"{loss}: label {labels[bad][0]} is outside [0, {classes}) for {classes} classes"
+        )
+    return labels
+
+
+def cross_entropy(logits, labels, reduction="mean"):
+    """Softmax cross-entropy of (N, C) logits against N integer class labels."""
+    logits = _tensor(logits)
+    if logits.ndim != 2:
+        raise ValueError(f"cross_entropy: logits must be (N, C), got shape {logits.shape}")
+    labels = _class_labels(labels, logits, "cross_entropy")
+    picked = log_softmax(logits, axis=1)[np.arange(len(labels)), labels]
+    return _reduce(-picked, reduction)
+
+
+def mse_loss(prediction, target, reduction="mean"):
+    """Mean of squared differences; shapes must match exactly (no silent broadcasting)."""
+    prediction = _tensor(prediction)
+    target = target if isinstance(target, Tensor) else _constant(target, prediction)
+    if prediction.shape != target.shape:
+        raise ValueError(
+            f"mse_loss: prediction shape {prediction.shape} != target shape {target.shape}"
+        )
+    diff = prediction - target
+    return _reduce(diff * diff, reduction)
+
+
+def binary_cross_entropy_with_logits(logits, targets, reduction="mean"):
+    """-[y log s(x) + (1-y) log(1 - s(x))] written stably: relu(x) - x*y + log(1 + e^-|x|)."""
+    logits = _tensor(logits)
+    targets = targets if isinstance(targets, Tensor) else _constant(targets, logits)
+    if logits.shape != targets.shape:
+        raise ValueError(
+            f"binary_cross_entropy_with_logits: logits shape {logits.shape} "
+            f"!= targets shape {targets.shape}"
+        )
+    losses = logits.relu() - logits * targets + ((-logits.abs()).exp() + 1.0).log()
+    return _reduce(losses, reduction)
+
+
+def hinge_loss(scores, targets, margin=1.0, reduction="mean"):
+    """SVM hinge loss.
+
+    Binary: scores of shape (N,) or (N, 1) and targets in {-1, +1}: mean(max(0, margin - y*s)).
+    Multiclass (the cs231n SVM): scores (N, C) and integer labels:
+    mean over samples of sum over j != y of max(0, s_j - s_y + margin).
+    """
+    scores = _tensor(scores)
+    if scores.ndim == 1 or (scores.ndim == 2 and scores.shape[1] == 1):
+        y = np.asarray(targets.data if isinstance(targets, Tensor) else targets, dtype=scores.dtype)
+        y = y.reshape(scores.shape)
+        if not np.all(np.isin(y, (-1.0, 1.0))):
+            raise ValueError("hinge_loss: binary targets must be -1 or +1")
+        return _reduce((margin - scores * _constant(y, scores)).relu(), reduction)
+    if scores.ndim != 2:
+        raise ValueError(f"hinge_loss: scores must be (N,), (N, 1) or (N, C), got {scores.shape}")
+    labels = _class_labels(targets, scores, "hinge_loss")
+    rows = np.arange(len(labels))
+    correct = scores[rows, labels].reshape(len(labels), 1)
+    others = np.ones(scores.shape)
+    others[rows, labels] = 0.0
+    margins = (scores - correct + margin).relu() * _constant(others, scores)
+    return _reduce(margins.sum(axis=1), reduction)
+
+
+# --- normalization -------------------------------------------------------------------------
+def _normalize(x, axes, eps):
+    """(x - mean) / sqrt(var + eps) over `axes`, biased variance; returns (x_hat, mean, var)."""
+    mean = x.mean(axis=axes, keepdims=True)
+    centered = x - mean
+    var = (centered * centered).mean(axis=axes, keepdims=True)
+    return centered * (var + eps) ** -0.5, mean, var
+
+
+def batch_norm(
+    x,
+    running_mean=None,
+    running_var=None,
+    weight=None,
+    bias=None,
+    training=True,
+    momentum=0.1,
+    eps=1e-5,
+    fused=False,
+):
+    """Batch norm over (N, C) or (N, C, ...) with statistics per channel (axis 1).
+
+    Training normalizes with the biased batch variance and, when running buffers are given,
+    updates them in place (running_var with the unbiased variance), as PyTorch does;
+    `momentum` is the weight of the new batch, None for a cumulative average is not supported.
+    Evaluation uses the running statistics. `fused=True` uses one primitive with the notes'
+    closed-form backward instead of the composed graph.
+    """
+    x = _tensor(x)
+    if x.ndim < 2:
+        raise ValueError(f"batch_norm: input must be (N, C) or (N, C, ...), got shape {x.shape}")
+    channels = x.shape[1]
+    axes = (0, *range(2, x.ndim))
+    count = x.size // channels
+    shape = (channels,) + (1,) * (x.ndim - 2)
+    weight = _affine_param(weight, channels, x, "weight")
+    bias = _affine_param(bias, channels, x, "bias")
+    if training:
+        if count < 2:
+            raise ValueError(
+                f"batch_norm: training needs more than one value per channel to estimate a "
+                f"variance, got input shape {x.shape}; use a batch of at least 2 or eval mode"
+            )
+        if fused:
+            w = weight if weight is not None else _constant(np.ones(channels), x)
+            b = bias if bias is not None else _constant(np.zeros(channels), x)
+            out = apply(OPS["batch_norm_fused"], x, w, b, eps=eps)
+            _, _, batch_mean, batch_var = out.ctx if out.ctx is not None else _stats(x, axes)
+        else:
+            out, mean_node, var_node = _normalize(x, axes, eps)
+            batch_mean, batch_var = mean_node.data, var_node.data
+            out = _affine(out, weight, bias, shape)
+        if running_mean is not None:
+            _update_running(running_mean, running_var, batch_mean, batch_var, count, momentum)
+        return out
+    if running_mean is None or running_var is None:
+        raise ValueError("batch_norm: evaluation needs running_mean and running_var")
+    mean = _constant(np.asarray(running_mean).reshape(shape), x)
+    inv_std = _constant(1.0 / np.sqrt(np.asarray(running_var).reshape(shape) + eps), x)
+    return _affine((x - mean) * inv_std, weight, bias, shape)
+
+
+def _stats(x, axes):
+    data = x.data
+    return None, None, data.mean(axis=axes, keepdims=True), data.var(axis=axes, keepdims=True)
+
+
+def _update_running(running_mean, running_var, mean, var, count, momentum):
+    mean = np.asarray(mean).reshape(running_mean.shape)
+    unbiased = np.asarray(var).reshape(running_var.shape) * (count / (count - 1))
+    running_mean *= 1.0 - momentum
+    running_mean += momentum * mean
+    running_var *= 1.0 - momentum
+    running_var += momentum * unbiased
+
+
+def _affine_param(param, size, x, label):
+    if param is None:
+        return None
+    param = _tensor(param)
+    if param.shape != (size,):
+        raise ValueError(
+            f"normalization {label} must have shape ({size},), got {param.shape} "
+            f"for input {x.shape}"
+        )
+    return param
+
+
+def _affine(x_hat, weight, bias, shape):
+    out = x_hat
+    if weight is not None:
+        out = out * (weight.reshape(shape) if len(shape) > 1 else weight)
+    if bias is not None:
+        out = out + (bias.reshape(shape) if len(shape) > 1 else bias)
+    return out
+
+
+def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
+    """Normalize each sample over its last `len(normalized_shape)` axes (no running stats)."""
+    x = _tensor(x)
+    normalized_shape = (
+        (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    )
+    k = len(normalized_shape)
+    if x.shape[x.ndim - k :] != normalized_shape:
+        raise ValueError(f"layer_norm: input shape {x.shape} does not end with {normalized_shape}")
+    out, _, _ = _normalize(x, tuple(range(x.ndim - k, x.ndim)), eps)
+    if weight is not None:
+        out = out * weight
+    if bias is not None:
+        out = out + bias
+    return out
+
+
+def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5):
+    """Split the C channels of (N, C, ...) into groups and normalize each group per sample."""
+    x = _tensor(x)
+    if x.ndim < 2:
+        raise ValueError(f"group_norm: input must be (N, C, ...), got shape {x.shape}")
+    n, channels = x.shape[0], x.shape[1]
+    if num_groups <= 0 or channels % num_groups:
+        raise ValueError(f"group_norm: {num_groups} groups do not divide {channels} channels")
+    grouped = x.reshape(n, num_groups, -1)
+    out, _, _ = _normalize(grouped, (2,), eps)
+    out = out.reshape(x.shape)
+    shape = (channels,) + (1,) * (x.ndim - 2)
+    return _affine(
+        out,
+        _affine_param(weight, channels, x, "weight"),
+        _affine_param(bias, channels, x, "bias"),
+        shape,
+    )
+
+
+# --- dropout ---------------------------------------------------------------------------------
+def dropout(x, p=0.5, training=True, inverted=True, rng=None):
+    """Zero each unit with probability p, as x * mask where the mask is a constant leaf.
+
+    Inverted (default, PyTorch): kept units are scaled by 1/(1-p) in training and evaluation
+    is the identity. Vanilla (`inverted=False`, the original paper): training only masks, and
+    evaluation scales by (1-p) so that expectations match.
+    """
+    x = _tensor(x)
+    if not 0.0 <= p < 1.0:
+        raise ValueError(
+            f"dropout p (the probability of dropping a unit) must be in [0, 1), got {p}"
+        )
+    if not training:
+        return x if inverted or p == 0.0 else x * (1.0 - p)
+    if p == 0.0:
+        return x
+    keep = resolve_rng(rng).random(x.shape) >= p
+    mask = keep / (1.0 - p) if inverted else keep
+    return x * _constant(mask, x).named("dropout_mask")

@@ -1,0 +1,62 @@
+"""Fused batch norm: one primitive with the closed-form backward from the notes.
+
+The composed batch norm (engine.functional.batch_norm with fused=False) lets the engine derive
+the backward pass through nine primitive nodes; this op computes the same numbers in one node
+for speed. tests/engine/test_batchnorm.py proves the two equal.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from engine.ops import Op, register_op
+
+
+def _batch_norm_train(x, gamma, beta, eps=1e-5):
+    axes = _stat_axes(x)
+    mean = x.mean(axis=axes, keepdims=True)
+    centered = x - mean
+    var = (centered * centered).mean(axis=axes, keepdims=True)
+    inv_std = 1.0 / np.sqrt(var + eps)
+    x_hat = centered * inv_std
+    shape = _param_shape(x)
+    out = x_hat * gamma.reshape(shape) + beta.reshape(shape)
+    return out, (x_hat, inv_std, mean, var)
+
+
+def _batch_norm_train_vjp(g, out, x, gamma, beta, eps=1e-5, ctx=None):
+    x_hat, inv_std, _, _ = ctx
+    axes = _stat_axes(x)
+    count = x.size // gamma.size
+    dgamma = (g * x_hat).sum(axis=axes)
+    dbeta = g.sum(axis=axes)
+    # dx = (1/m) * inv_std * (m * dx_hat - sum(dx_hat) - x_hat * sum(dx_hat * x_hat)),
+    # with dx_hat = g * gamma: the notes' three-term formula, collected.
+    shape = _param_shape(x)
+    scale = (gamma * inv_std.reshape(gamma.shape)).reshape(shape) / count
+    dx = scale * (count * g - dbeta.reshape(shape) - x_hat * dgamma.reshape(shape))
+    return dx, dgamma, dbeta
+
+
+def _stat_axes(x):
+    """Batch statistics run over every axis but the channel axis 1: (N, C) or (N, C, ...)."""
+    return (0, *range(2, x.ndim))
+
+
+def _param_shape(x):
+    return (x.shape[1],) + (1,) * (x.ndim - 2)
+
+
+register_op(
+    Op(
+        "batch_norm_fused",
+        _batch_norm_train,
+        _batch_norm_train_vjp,
+        3,
+        "gamma * (x - mean) / sqrt(var + eps) + beta  (batch statistics)",
+        "dx = gamma/(m*std) * (m*g - sum(g) - x_hat*sum(g*x_hat)); dgamma = sum(g*x_hat); "
+        "dbeta = sum(g)",
+        kind="batch_norm",
+        saves=True,
+    )
+)

@@ -1,0 +1,89 @@
+"""The op record and registry: every primitive is defined once, forward beside its VJP.
+
+A primitive is an ``Op``: a forward function on numpy arrays and a vector-Jacobian product
+that maps the gradient of the output to one gradient per input (``None`` where an input gets
+none). Everything else in the engine (batch norm, dropout, the losses) is a composition of
+primitives, so its backward pass is derived by walking the graph.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+# How the table-driven tests draw inputs for an op. A new op must name one of these
+# (or register a new kind with the tests): an op nobody knows how to sample fails the suite.
+ARG_KINDS = (
+    "unary",  # one tensor of any shape
+    "binary",  # two tensors whose shapes broadcast
+    "power",  # one tensor and a constant exponent
+    "matmul",  # (..., n, k) @ (..., k, m), vectors included
+    "reduce",  # one tensor plus axis/keepdims attributes
+    "along_axis",  # one tensor plus an axis (softmax)
+    "reshape",  # one tensor plus a new shape
+    "transpose",  # one tensor plus a permutation of its axes
+    "index",  # one tensor plus an index (slices, integers, integer arrays)
+    "concat",  # several tensors joined along an axis
+    "batch_norm",  # x (N, C, ...), gamma (C,), beta (C,)
+)
+
+# Where inputs must lie for the op to be differentiable (central differences need room).
+DOMAINS = ("real", "positive", "nonzero", "away_from_zero", "distinct")
+
+
+@dataclass(frozen=True)
+class Op:
+    """A primitive: `forward(*arrays, **attrs)` and `vjp(g, out, *arrays, **attrs)`.
+
+    `saves` marks ops whose forward returns `(out, ctx)`; ctx is kept on the node and handed
+    to the VJP as the keyword `ctx` (the fused batch norm keeps x_hat and 1/std this way).
+    `kind` and `domain` tell the table-driven tests how to draw inputs for the op.
+    `formula` and `vjp_formula` are what the GUI's inspector prints.
+    """
+
+    name: str
+    forward: Callable
+    vjp: Callable
+    arity: int  # number of tensor inputs; -1 for any number (concat)
+    formula: str
+    vjp_formula: str
+    kind: str = "unary"
+    domain: str = "real"
+    saves: bool = False
+    takes_needs: bool = False  # the VJP gets `needs` (which inputs want a gradient) to skip work
+
+    def __post_init__(self):
+        # `plain`: the VJP takes only the node's attributes (no ctx, no needs); read per node.
+        object.__setattr__(self, "plain", not (self.saves or self.takes_needs))
+        if self.kind not in ARG_KINDS:
+            raise ValueError(
+                f"op {self.name!r}: kind must be one of {ARG_KINDS}, got {self.kind!r}"
+            )
+        if self.domain not in DOMAINS:
+            raise ValueError(
+                f"op {self.name!r}: domain must be one of {DOMAINS}, got {self.domain!r}"
+            )
+
+
+OPS: dict[str, Op] = {}
+
+
+def register_op(op: Op) -> Op:
+    """Add `op` to the registry that the tests, the stepper and the DSL read."""
+    if op.name in OPS:
+        raise ValueError(f"an op named {op.name!r} is already registered")
+    OPS[op.name] = op
+    return op
+
+
+def unbroadcast(grad, shape):
+    """Sum `grad` back to `shape`: the one place where numpy broadcasting is undone."""
+    if grad.shape == shape:
+        return grad
+    extra = grad.ndim - len(shape)
+    if extra:
+        grad = grad.sum(axis=tuple(range(extra)))
+    axes = tuple(i for i, n in enumerate(shape) if n == 1 and grad.shape[i] != 1)
+    if axes:
+        grad = grad.sum(axis=axes, keepdims=True)
+    return grad

@@ -1,0 +1,379 @@
+"""The primitive ops: each forward beside its vector-Jacobian product, registered once.
+
+VJP convention: `vjp(g, out, *inputs, **attrs)` returns one gradient per input (None where
+there is none); `g` is the gradient of the loss with respect to `out`. A gradient may come
+back in the broadcast shape of the output: the executor sums it back to the input's shape.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from engine.ops import Op, register_op, unbroadcast
+
+
+def _op(name, forward, vjp, arity, formula, vjp_formula, **options):
+    return register_op(Op(name, forward, vjp, arity, formula, vjp_formula, **options))
+
+
+# --- arithmetic -----------------------------------------------------------------------
+def _add(x, y):
+    return x + y
+
+
+def _add_vjp(g, out, x, y):
+    return g, g
+
+
+def _sub(x, y):
+    return x - y
+
+
+def _sub_vjp(g, out, x, y):
+    return g, -g
+
+
+def _mul(x, y):
+    return x * y
+
+
+def _mul_vjp(g, out, x, y):
+    return g * y, g * x
+
+
+def _div(x, y):
+    return x / y
+
+
+def _div_vjp(g, out, x, y):
+    gx = g / y
+    return gx, -gx * out
+
+
+def _pow(x, y):
+    return x**y
+
+
+def _pow_vjp(g, out, x, y):
+    gx = g * y * x ** (y - 1)
+    gy = g * out * np.log(x)
+    return gx, gy
+
+
+def _power(x, exponent):
+    return x**exponent
+
+
+def _power_vjp(g, out, x, exponent):
+    return (g * exponent * x ** (exponent - 1),)
+
+
+def _neg(x):
+    return -x
+
+
+def _neg_vjp(g, out, x):
+    return (-g,)
+
+
+_op("add", _add, _add_vjp, 2, "x + y", "dx = g, dy = g (summed over broadcast axes)", kind="binary")
+_op(
+    "sub", _sub, _sub_vjp, 2, "x - y", "dx = g, dy = -g (summed over broadcast axes)", kind="binary"
+)
+_op("mul", _mul, _mul_vjp, 2, "x * y", "dx = g * y, dy = g * x", kind="binary")
+_op(
+    "div",
+    _div,
+    _div_vjp,
+    2,
+    "x / y",
+    "dx = g / y, dy = -g * x / y^2",
+    kind="binary",
+    domain="away_from_zero",
+)
+_op(
+    "pow",
+    _pow,
+    _pow_vjp,
+    2,
+    "x ** y",
+    "dx = g * y * x^(y-1), dy = g * x^y * ln x",
+    kind="binary",
+    domain="positive",
+)
+_op(
+    "power",
+    _power,
+    _power_vjp,
+    1,
+    "x ** c",
+    "dx = g * c * x^(c-1)",
+    kind="power",
+    domain="positive",
+)
+_op("neg", _neg, _neg_vjp, 1, "-x", "dx = -g")
+
+
+# --- matrix product -------------------------------------------------------------------
+def _matmul(a, b):
+    return a @ b
+
+
+def _matmul_vjp(g, out, a, b, needs=(True, True)):
+    if a.ndim == 1 and b.ndim == 1:
+        return (g * b if needs[0] else None), (g * a if needs[1] else None)
+    a2 = a[None, :] if a.ndim == 1 else a
+    b2 = b[:, None] if b.ndim == 1 else b
+    g2 = g[..., None] if b.ndim == 1 else g
+    g2 = g2[..., None, :] if a.ndim == 1 else g2
+    ga = gb = None
+    if needs[0]:
+        ga = unbroadcast(g2 @ np.swapaxes(b2, -1, -2), a2.shape).reshape(a.shape)
+    if needs[1]:
+        gb = unbroadcast(np.swapaxes(a2, -1, -2) @ g2, b2.shape).reshape(b.shape)
+    return ga, gb
+
+
+_op(
+    "matmul",
+    _matmul,
+    _matmul_vjp,
+    2,
+    "a @ b",
+    "da = g @ b^T, db = a^T @ g",
+    kind="matmul",
+    takes_needs=True,
+)
+
+
+# --- elementwise functions --------------------------------------------------------------
+def _exp_vjp(g, out, x):
+    return (g * out,)
+
+
+def _log_vjp(g, out, x):
+    return (g / x,)
+
+
+def _sqrt_vjp(g, out, x):
+    return (g * 0.5 / out,)
+
+
+def _abs_vjp(g, out, x):
+    # NOTE: d|x|/dx at 0 is taken as 0 (np.sign(0) = 0), as in PyTorch.
+    return (g * np.sign(x),)
+
+
+def _tanh_vjp(g, out, x):
+    return (g * (1.0 - out * out),)
+
+
+def _sigmoid(x):
+    # Written with exp(-|x|) so that neither branch overflows for large |x|.
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(np.result_type(x), copy=False)
+
+
+def _sigmoid_vjp(g, out, x):
+    return (g * out * (1.0 - out),)
+
+
+def _relu(x):
+    if x.ndim:
+        return np.maximum(x, 0.0)
+    return x if x > 0 else x - x  # scalars: stays a numpy scalar; x - x keeps NaN as NaN
+
+
+def _relu_vjp(g, out, x):
+    # NOTE: relu'(0) is taken as 0, as in PyTorch and micrograd.
+    return (g * (out > 0),)
+
+
+_op("exp", np.exp, _exp_vjp, 1, "e^x", "dx = g * e^x")
+_op("log", np.log, _log_vjp, 1, "ln x", "dx = g / x", domain="positive")
+_op("sqrt", np.sqrt, _sqrt_vjp, 1, "sqrt(x)", "dx = g / (2 sqrt(x))", domain="positive")
+_op("abs", np.abs, _abs_vjp, 1, "|x|", "dx = g * sign(x)", domain="away_from_zero")
+_op("tanh", np.tanh, _tanh_vjp, 1, "tanh(x)", "dx = g * (1 - tanh(x)^2)")
+_op("sigmoid", _sigmoid, _sigmoid_vjp, 1, "1 / (1 + e^-x)", "dx = g * s * (1 - s)")
+_op("relu", _relu, _relu_vjp, 1, "max(x, 0)", "dx = g * [x > 0]", domain="away_from_zero")
+
+
+def _maximum(x, y):
+    return np.maximum(x, y)
+
+
+def _maximum_vjp(g, out, x, y):
+    # NOTE: where x == y the gradient is split evenly between the two, as torch.maximum does.
+    x_wins = (x > y) + 0.5 * (x == y)
+    return g * x_wins, g * (1.0 - x_wins)
+
+
+_op(
+    "maximum",
+    _maximum,
+    _maximum_vjp,
+    2,
+    "max(x, y)",
+    "dx = g * [x > y], dy = g * [y > x]; ties split",
+    kind="binary",
+    domain="distinct",
+)
+
+
+# --- reductions ---------------------------------------------------------------------------
+def _expand(g, x_shape, axis, keepdims):
+    """Put back the reduced axes of `g` so that it broadcasts against the input."""
+    if axis is not None and not keepdims:
+        g = np.expand_dims(g, axis)
+    return np.broadcast_to(g, x_shape)
+
+
+def _sum(x, axis=None, keepdims=False):
+    return x.sum(axis=axis, keepdims=keepdims)
+
+
+def _sum_vjp(g, out, x, axis=None, keepdims=False):
+    return (_expand(g, x.shape, axis, keepdims),)
+
+
+def _mean(x, axis=None, keepdims=False):
+    return x.mean(axis=axis, keepdims=keepdims)
+
+
+def _mean_vjp(g, out, x, axis=None, keepdims=False):
+    count = x.size if axis is None else int(np.prod([x.shape[a] for a in axis]))
+    return (_expand(g / count, x.shape, axis, keepdims),)
+
+
+def _max(x, axis=None, keepdims=False):
+    return x.max(axis=axis, keepdims=keepdims)
+
+
+def _max_vjp(g, out, x, axis=None, keepdims=False):
+    # NOTE: ties share the gradient evenly (torch.amax's convention), so the VJP stays a
+    # linear map that central differences can check away from ties.
+    top = x.max(axis=axis, keepdims=True)
+    winners = x == top
+    share = winners / winners.sum(axis=axis, keepdims=True)
+    return (_expand(g, x.shape, axis, keepdims) * share,)
+
+
+_op("sum", _sum, _sum_vjp, 1, "sum(x, axis)", "dx = broadcast(g)", kind="reduce")
+_op("mean", _mean, _mean_vjp, 1, "mean(x, axis)", "dx = broadcast(g) / n", kind="reduce")
+_op(
+    "max",
+    _max,
+    _max_vjp,
+    1,
+    "max(x, axis)",
+    "dx = g at the argmax (ties share)",
+    kind="reduce",
+    domain="distinct",
+)
+
+
+# --- softmax family ---------------------------------------------------------------------
+def _softmax(x, axis=-1):
+    shifted = np.exp(x - x.max(axis=axis, keepdims=True))
+    return shifted / shifted.sum(axis=axis, keepdims=True)
+
+
+def _softmax_vjp(g, out, x, axis=-1):
+    return (out * (g - (g * out).sum(axis=axis, keepdims=True)),)
+
+
+def _log_softmax(x, axis=-1):
+    # Subtracting the max first keeps exp() finite for logits of 1e4 and beyond.
+    shifted = x - x.max(axis=axis, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
+
+
+def _log_softmax_vjp(g, out, x, axis=-1):
+    return (g - np.exp(out) * g.sum(axis=axis, keepdims=True),)
+
+
+_op(
+    "softmax",
+    _softmax,
+    _softmax_vjp,
+    1,
+    "e^x / sum(e^x)",
+    "dx = s * (g - sum(g * s))",
+    kind="along_axis",
+)
+_op(
+    "log_softmax",
+    _log_softmax,
+    _log_softmax_vjp,
+    1,
+    "x - log(sum(e^x))",
+    "dx = g - softmax(x) * sum(g)",
+    kind="along_axis",
+)
+
+
+# --- shapes, indexing, joining -----------------------------------------------------------
+def _reshape(x, shape):
+    return x.reshape(shape)
+
+
+def _reshape_vjp(g, out, x, shape):
+    return (g.reshape(x.shape),)
+
+
+def _transpose(x, axes):
+    return x.transpose(axes)
+
+
+def _transpose_vjp(g, out, x, axes):
+    return (g.transpose(np.argsort(axes)),)
+
+
+def _is_fancy(index):
+    """Integer-array indices may repeat a position, so their VJP must add, not assign."""
+    parts = index if isinstance(index, tuple) else (index,)
+    return any(isinstance(p, np.ndarray) and p.dtype.kind in "iu" for p in parts)
+
+
+def _getitem(x, index):
+    return x[index]
+
+
+def _getitem_vjp(g, out, x, index):
+    gx = np.zeros(x.shape, dtype=np.result_type(g))
+    if _is_fancy(index):
+        np.add.at(gx, index, g)  # repeated integer indices add up
+    else:
+        gx[index] = g
+    return (gx,)
+
+
+def _concat(*xs, axis=0):
+    return np.concatenate(xs, axis=axis)
+
+
+def _concat_vjp(g, out, *xs, axis=0):
+    bounds = np.cumsum([x.shape[axis] for x in xs])[:-1]
+    return tuple(np.split(g, bounds, axis=axis))
+
+
+_op("reshape", _reshape, _reshape_vjp, 1, "reshape(x)", "dx = reshape(g, x.shape)", kind="reshape")
+_op(
+    "transpose",
+    _transpose,
+    _transpose_vjp,
+    1,
+    "transpose(x, axes)",
+    "dx = transpose(g, axes^-1)",
+    kind="transpose",
+)
+_op(
+    "getitem",
+    _getitem,
+    _getitem_vjp,
+    1,
+    "x[index]",
+    "dx = zeros with g added at index",
+    kind="index",
+)
+_op("concat", _concat, _concat_vjp, -1, "concat(xs, axis)", "dxs = split(g, axis)", kind="concat")
