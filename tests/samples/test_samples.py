@@ -23,6 +23,6 @@ def test_demo_command_runs_and_rejects_bad_options():
     done = subprocess.run(run, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     assert "test accuracy" in done.stdout
-    bad = subprocess.run(run[:-1] + ["0"], capture_output=True, text=True, check=False)
+    bad = subprocess.run([*run[:-1], "0"], capture_output=True, text=True, check=False)
     assert bad.returncode == 2
     assert "--epochs must be at least 1" in bad.stderr
