@@ -1,7 +1,7 @@
 """Functions built from primitive ops; their backward passes are derived by the engine.
 
-Only `softmax`, `log_softmax`, `maximum` and `concat` are primitives themselves (see
-engine/primitives.py); the norms, dropout, activations and losses here are compositions.
+Some are primitives themselves (softmax, log_softmax, softplus, leaky_relu, elu, maximum,
+concat: see engine/primitives.py); the norms, dropout and every loss here are compositions.
 """
 
 from __future__ import annotations
@@ -36,15 +36,18 @@ def sigmoid(x):
 
 
 def leaky_relu(x, negative_slope=0.01):
-    """max(x, 0) + slope * min(x, 0), written as relu(x) - slope * relu(-x)."""
-    x = _tensor(x)
-    return x.relu() - negative_slope * (-x).relu()
+    """x for x > 0, negative_slope * x otherwise (a primitive)."""
+    return apply(OPS["leaky_relu"], _tensor(x), negative_slope=negative_slope)
 
 
 def elu(x, alpha=1.0):
-    """x for x > 0, alpha * (e^x - 1) otherwise: relu(x) + alpha * (e^min(x, 0) - 1)."""
-    x = _tensor(x)
-    return x.relu() + alpha * ((-(-x).relu()).exp() - 1.0)
+    """x for x > 0, alpha * (e^x - 1) otherwise (a primitive, computed with expm1)."""
+    return apply(OPS["elu"], _tensor(x), alpha=alpha)
+
+
+def softplus(x):
+    """log(1 + e^x), smooth ReLU (a primitive, computed without overflow)."""
+    return apply(OPS["softplus"], _tensor(x))
 
 
 def maximum(x, y):
@@ -122,7 +125,11 @@ def mse_loss(prediction, target, reduction="mean"):
 
 
 def binary_cross_entropy_with_logits(logits, targets, reduction="mean"):
-    """-[y log s(x) + (1-y) log(1 - s(x))] written stably: relu(x) - x*y + log(1 + e^-|x|)."""
+    """-[y log s(x) + (1-y) log(1 - s(x))] = y * softplus(-x) + (1 - y) * softplus(x).
+
+    Written with softplus on both sides, nothing cancels: the loss of a confident right
+    answer (e^-40) keeps its digits, and the gradient is sigmoid(x) - y everywhere, 0 included.
+    """
     logits = _tensor(logits)
     targets = targets if isinstance(targets, Tensor) else _constant(targets, logits)
     if logits.shape != targets.shape:
@@ -130,7 +137,7 @@ def binary_cross_entropy_with_logits(logits, targets, reduction="mean"):
             f"binary_cross_entropy_with_logits: logits shape {logits.shape} "
             f"!= targets shape {targets.shape}"
         )
-    losses = logits.relu() - logits * targets + ((-logits.abs()).exp() + 1.0).log()
+    losses = targets * softplus(-logits) + (1.0 - targets) * softplus(logits)
     return _reduce(losses, reduction)
 
 

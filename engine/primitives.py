@@ -198,6 +198,53 @@ _op("sigmoid", _sigmoid, _sigmoid_vjp, 1, "1 / (1 + e^-x)", "dx = g * s * (1 - s
 _op("relu", _relu, _relu_vjp, 1, "max(x, 0)", "dx = g * [x > 0]", domain="away_from_zero")
 
 
+def _softplus(x):
+    return np.logaddexp(0.0, x)  # log(1 + e^x) without overflow or loss for tiny results
+
+
+def _softplus_vjp(g, out, x):
+    return (g * _sigmoid(x),)
+
+
+def _leaky_relu(x, negative_slope=0.01):
+    return np.where(x > 0, x, x * negative_slope)
+
+
+def _leaky_relu_vjp(g, out, x, negative_slope=0.01):
+    # NOTE: at x == 0 the slope is negative_slope, as in PyTorch.
+    return (g * np.where(x > 0, 1.0, negative_slope),)
+
+
+def _elu(x, alpha=1.0):
+    return np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0.0)))
+
+
+def _elu_vjp(g, out, x, alpha=1.0):
+    # NOTE: at x == 0 the derivative is taken from the negative side, alpha, as in PyTorch.
+    return (g * np.where(x > 0, 1.0, out + alpha),)
+
+
+_op("softplus", _softplus, _softplus_vjp, 1, "log(1 + e^x)", "dx = g * sigmoid(x)")
+_op(
+    "leaky_relu",
+    _leaky_relu,
+    _leaky_relu_vjp,
+    1,
+    "x if x > 0 else slope * x",
+    "dx = g * (1 if x > 0 else slope)",
+    domain="away_from_zero",
+)
+_op(
+    "elu",
+    _elu,
+    _elu_vjp,
+    1,
+    "x if x > 0 else alpha * (e^x - 1)",
+    "dx = g * (1 if x > 0 else alpha * e^x)",
+    domain="away_from_zero",
+)
+
+
 def _maximum(x, y):
     return np.maximum(x, y)
 
