@@ -74,8 +74,9 @@ class Graph:
         self._layers = self._assign_layers()
 
     def _assign_layers(self):
-        """Each node's layer; a leaf made outside any layer (a parameter, a constant) joins
-        the layer of its users when they all share one, so a layer's weights sit inside it."""
+        """Each node's layer; a parameter or constant made outside any layer joins the layer of
+        its users when they all share one, so a layer's weights sit inside it (data inputs
+        stay outside)."""
         users: dict[int, set] = {}
         for node in self.nodes:
             for parent in node.inputs:
@@ -83,7 +84,7 @@ class Graph:
         layers = {}
         for node in self.nodes:
             layer = node.layer
-            if layer is None and node.op is None:
+            if layer is None and node.op is None and (node.requires_grad or node.constant):
                 around = users.get(node.id, set())
                 if len(around) == 1:
                     layer = next(iter(around))
@@ -180,15 +181,18 @@ class Graph:
         return None
 
     # --- exporting ----------------------------------------------------------------------
-    def to_networkx(self) -> nx.DiGraph:
-        """A DiGraph keyed by node id; attributes are the NodeInfo fields; edges carry shapes."""
-        graph = nx.DiGraph()
+    def to_networkx(self) -> nx.MultiDiGraph:
+        """A MultiDiGraph keyed by node id (attributes: the NodeInfo fields), one edge per
+        input with its position as the key, so `x * x` keeps both of its edges."""
+        graph = nx.MultiDiGraph()
         for node in self.nodes:
             info = self.info(node)
             graph.add_node(node.id, **{k: v for k, v in info.__dict__.items() if k != "id"})
         for node in self.nodes:
             for position, parent in enumerate(node.inputs):
-                graph.add_edge(parent.id, node.id, shape=tuple(parent.shape), position=position)
+                graph.add_edge(
+                    parent.id, node.id, key=position, shape=tuple(parent.shape), position=position
+                )
         return graph
 
     def to_dot(self, rankdir: str = "LR") -> str:

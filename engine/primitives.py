@@ -212,7 +212,8 @@ def _leaky_relu(x, negative_slope=0.01):
 
 def _leaky_relu_vjp(g, out, x, negative_slope=0.01):
     # NOTE: at x == 0 the slope is negative_slope, as in PyTorch.
-    return (g * np.where(x > 0, 1.0, negative_slope),)
+    slope = np.where(x > 0, 1.0, negative_slope).astype(np.result_type(g), copy=False)
+    return (g * slope,)
 
 
 def _elu(x, alpha=1.0):
@@ -251,7 +252,7 @@ def _maximum(x, y):
 
 def _maximum_vjp(g, out, x, y):
     # NOTE: where x == y the gradient is split evenly between the two, as torch.maximum does.
-    x_wins = (x > y) + 0.5 * (x == y)
+    x_wins = ((x > y) + 0.5 * (x == y)).astype(np.result_type(g), copy=False)
     return g * x_wins, g * (1.0 - x_wins)
 
 
@@ -301,7 +302,7 @@ def _max_vjp(g, out, x, axis=None, keepdims=False):
     # linear map that central differences can check away from ties.
     top = x.max(axis=axis, keepdims=True)
     winners = x == top
-    share = winners / winners.sum(axis=axis, keepdims=True)
+    share = (winners / winners.sum(axis=axis, keepdims=True)).astype(np.result_type(g), copy=False)
     return (_expand(g, x.shape, axis, keepdims) * share,)
 
 
