@@ -60,17 +60,19 @@ def propagate(node, g):
     """
     op = node.op
     inputs = node.inputs
-    if op.plain:
-        if node.attrs:
-            in_grads = op.vjp(g, node._data, *[t._data for t in inputs], **node.attrs)
-        elif len(inputs) == 2:
+    attrs = node.attrs
+    if op.plain and not attrs:
+        if len(inputs) == 2:
             in_grads = op.vjp(g, node._data, inputs[0]._data, inputs[1]._data)
         elif len(inputs) == 1:
             in_grads = op.vjp(g, node._data, inputs[0]._data)
         else:
             in_grads = op.vjp(g, node._data, *[t._data for t in inputs])
+    elif op.takes_needs and not op.saves and not attrs and len(inputs) == 2:
+        a, b = inputs
+        in_grads = op.vjp(g, node._data, a._data, b._data, needs=(a.requires_grad, b.requires_grad))
     else:
-        kwargs = dict(node.attrs)
+        kwargs = dict(attrs)
         if op.saves:
             kwargs["ctx"] = node.ctx
         if op.takes_needs:
@@ -88,17 +90,24 @@ def propagate(node, g):
                 node=node,
                 phase="backward",
             )
+        if pg is g and parent.op is None and type(pg) is np.ndarray:
+            pg = pg.copy()  # a passed-through gradient may reach several leaves: never share
         previous = parent._pending
         parent._pending = pg if previous is None else previous + pg
     return in_grads
 
 
 def store_grad(node, g):
-    """Accumulate `g` into `node.grad` for leaves and nodes that asked to retain it."""
-    if type(g) is np.ndarray:
-        g = g.copy() if node._grad is None else node._grad + g
-    elif node._grad is not None:
+    """Accumulate `g` into `node.grad` for leaves and nodes that asked to retain it.
+
+    A gradient is stored as it is when it owns its writable buffer (VJPs return fresh arrays;
+    `propagate` copies passed-through ones); views and broadcasts are copied, so `.grad` can
+    always be modified in place.
+    """
+    if node._grad is not None:
         g = node._grad + g
+    elif type(g) is np.ndarray and not (g.flags.owndata and g.flags.writeable):
+        g = g.copy()
     node._grad = g
 
 

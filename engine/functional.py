@@ -84,7 +84,18 @@ def _reduce(losses, reduction):
 
 
 def _class_labels(labels, logits, loss):
+    """Validate integer class labels; an integer vector of the right length is checked with
+    two reductions (the common case, on every training step)."""
     labels = np.asarray(labels.data if isinstance(labels, Tensor) else labels)
+    classes = logits.shape[1]
+    if (
+        labels.dtype.kind in "iu"
+        and labels.shape == (logits.shape[0],)
+        and labels.size
+        and labels.min() >= 0
+        and labels.max() < classes
+    ):
+        return labels
     if labels.ndim != 1 or labels.shape[0] != logits.shape[0]:
         raise ValueError(
             f"{loss}: labels must be a vector of {logits.shape[0]} class indices, "
@@ -93,7 +104,6 @@ def _class_labels(labels, logits, loss):
     if labels.size and not np.all(np.equal(np.mod(labels, 1), 0)):
         raise ValueError(f"{loss}: labels must be integers, got {labels[:5]}")
     labels = labels.astype(np.intp)
-    classes = logits.shape[1]
     bad = (labels < 0) | (labels >= classes)
     if bad.any():
         raise ValueError(
@@ -171,7 +181,7 @@ def _normalize(x, axes, eps):
     """(x - mean) / sqrt(var + eps) over `axes`, biased variance; returns (x_hat, mean, var)."""
     mean = x.mean(axis=axes, keepdims=True)
     centered = x - mean
-    var = (centered * centered).mean(axis=axes, keepdims=True)
+    var = (centered**2).mean(axis=axes, keepdims=True)
     return centered * (var + eps) ** -0.5, mean, var
 
 

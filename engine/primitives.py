@@ -37,17 +37,18 @@ def _mul(x, y):
     return x * y
 
 
-def _mul_vjp(g, out, x, y):
-    return g * y, g * x
+def _mul_vjp(g, out, x, y, needs=(True, True)):
+    # `needs` skips the product for an input that wants no gradient (a dropout mask, data).
+    return (g * y if needs[0] else None), (g * x if needs[1] else None)
 
 
 def _div(x, y):
     return x / y
 
 
-def _div_vjp(g, out, x, y):
+def _div_vjp(g, out, x, y, needs=(True, True)):
     gx = g / y
-    return gx, -gx * out
+    return gx, (-gx * out if needs[1] else None)
 
 
 def _pow(x, y):
@@ -65,6 +66,8 @@ def _power(x, exponent):
 
 
 def _power_vjp(g, out, x, exponent):
+    if exponent == 2.0:
+        return (g * 2.0 * x,)
     return (g * exponent * x ** (exponent - 1),)
 
 
@@ -80,7 +83,7 @@ _op("add", _add, _add_vjp, 2, "x + y", "dx = g, dy = g (summed over broadcast ax
 _op(
     "sub", _sub, _sub_vjp, 2, "x - y", "dx = g, dy = -g (summed over broadcast axes)", kind="binary"
 )
-_op("mul", _mul, _mul_vjp, 2, "x * y", "dx = g * y, dy = g * x", kind="binary")
+_op("mul", _mul, _mul_vjp, 2, "x * y", "dx = g * y, dy = g * x", kind="binary", takes_needs=True)
 _op(
     "div",
     _div,
@@ -90,6 +93,7 @@ _op(
     "dx = g / y, dy = -g * x / y^2",
     kind="binary",
     domain="away_from_zero",
+    takes_needs=True,
 )
 _op(
     "pow",

@@ -204,7 +204,7 @@ class Tensor:
                 )
             grad = np.ones_like(self._data)
         else:
-            grad = np.asarray(grad.data if isinstance(grad, Tensor) else grad, dtype=self.dtype)
+            grad = np.array(grad.data if isinstance(grad, Tensor) else grad, dtype=self.dtype)
             if grad.shape != self.shape:
                 raise ValueError(
                     f"backward(): gradient shape {grad.shape} != output shape {self.shape}"

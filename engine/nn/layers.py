@@ -13,11 +13,11 @@ from engine.tensor import Tensor
 LAYERS = Registry("layer")
 
 
-def _check_features(layer, x, expected):
-    if x.ndim < 1 or x.shape[-1] != expected:
+def _check_features(layer, x):
+    if x.ndim < 1 or x.shape[-1] != layer.in_features:
         raise ValueError(
-            f"{layer}: expected inputs with {expected} features in the last axis, "
-            f"got shape {x.shape}"
+            f"{type(layer).__name__}({layer.in_features}, {layer.out_features}): expected "
+            f"inputs with {layer.in_features} features in the last axis, got shape {x.shape}"
         )
 
 
@@ -44,7 +44,7 @@ class Linear(Module):
 
     def forward(self, x):
         x = x if isinstance(x, Tensor) else Tensor(x, dtype=self.weight.dtype)
-        _check_features(f"Linear({self.in_features}, {self.out_features})", x, self.in_features)
+        _check_features(self, x)
         out = x @ self.weight
         return out + self.bias if self.bias is not None else out
 
@@ -68,7 +68,7 @@ class Maxout(Module):
 
     def forward(self, x):
         x = x if isinstance(x, Tensor) else Tensor(x, dtype=self.weight.dtype)
-        _check_features(f"Maxout({self.in_features}, {self.out_features})", x, self.in_features)
+        _check_features(self, x)
         z = x @ self.weight + self.bias
         return z.reshape(*x.shape[:-1], self.out_features, self.pieces).max(axis=-1)
 
@@ -160,16 +160,16 @@ class Sequential(Module):
                     f"Sequential item {index} is a {type(module).__name__}, not a Module"
                 )
             setattr(self, str(index), module)
-        object.__setattr__(self, "_length", len(modules))
+        object.__setattr__(self, "_items", tuple(modules))
 
     def __getitem__(self, index):
-        return getattr(self, str(range(self._length)[index]))
+        return self._items[index]
 
     def __len__(self):
-        return self._length
+        return len(self._items)
 
     def __iter__(self):
-        return (self[i] for i in range(self._length))
+        return iter(self._items)
 
     def forward(self, x):
         for module in self:

@@ -42,6 +42,7 @@ class Module:
         object.__setattr__(self, "training", True)
         object.__setattr__(self, "_buffer_names", [])
         object.__setattr__(self, "_local_name", None)
+        object.__setattr__(self, "_tags", {})
 
     def __setattr__(self, name, value):
         if isinstance(value, Module) and value._local_name is None:
@@ -60,9 +61,12 @@ class Module:
 
     def __call__(self, *args, **kwargs):
         parent = STATE.layer
-        local = self._local_name or type(self).__name__.lower()
-        path = local if parent is None else f"{parent.path}.{local}"
-        STATE.layer = LayerTag(path, type(self).__name__)
+        tag = self._tags.get(parent)
+        if tag is None:
+            local = self._local_name or type(self).__name__.lower()
+            path = local if parent is None else f"{parent.path}.{local}"
+            tag = self._tags[parent] = LayerTag(path, type(self).__name__)
+        STATE.layer = tag
         try:
             return self.forward(*args, **kwargs)
         finally:
