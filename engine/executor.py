@@ -39,70 +39,54 @@ def topological_order(roots, requiring_grad=False):
         if root not in seen and (root.requires_grad or not requiring_grad):
             seen.add(root)
             stack.append(root)
-    while stack:
-        for parent in stack.pop().inputs:
-            if parent not in seen and (parent.requires_grad or not requiring_grad):
-                seen.add(parent)
-                stack.append(parent)
+    add, push, pop = seen.add, stack.append, stack.pop
+    if requiring_grad:
+        while stack:
+            for parent in pop().inputs:
+                if parent.requires_grad and parent not in seen:
+                    add(parent)
+                    push(parent)
+    else:
+        while stack:
+            for parent in pop().inputs:
+                if parent not in seen:
+                    add(parent)
+                    push(parent)
     return sorted(seen, key=_creation_order)
 
 
 _creation_order = attrgetter("id")
 
 
-def propagate(node, g):
-    """Call `node`'s VJP with its output gradient `g` and add the results into its inputs'
-    pending gradients (the sum over every branch that uses an input).
-
-    A VJP may return a gradient in the broadcast shape of the op; it is summed back to the
-    input's shape here, the one place where broadcasting is undone. Returns the per-input
-    gradients (None where an input needs none).
-    """
+def vjp_of(node, g):
+    """Apply `node`'s VJP to its output gradient `g`: one gradient per input (None where an
+    input needs none), possibly still in the broadcast shape of the op."""
     op = node.op
     inputs = node.inputs
     attrs = node.attrs
     if op.plain and not attrs:
         if len(inputs) == 2:
-            in_grads = op.vjp(g, node._data, inputs[0]._data, inputs[1]._data)
-        elif len(inputs) == 1:
-            in_grads = op.vjp(g, node._data, inputs[0]._data)
-        else:
-            in_grads = op.vjp(g, node._data, *[t._data for t in inputs])
-    elif op.takes_needs and not op.saves and not attrs and len(inputs) == 2:
+            return op.vjp(g, node._data, inputs[0]._data, inputs[1]._data)
+        if len(inputs) == 1:
+            return op.vjp(g, node._data, inputs[0]._data)
+        return op.vjp(g, node._data, *[t._data for t in inputs])
+    if op.takes_needs and not op.saves and not attrs and len(inputs) == 2:
         a, b = inputs
-        in_grads = op.vjp(g, node._data, a._data, b._data, needs=(a.requires_grad, b.requires_grad))
-    else:
-        kwargs = dict(attrs)
-        if op.saves:
-            kwargs["ctx"] = node.ctx
-        if op.takes_needs:
-            kwargs["needs"] = tuple(t.requires_grad for t in inputs)
-        in_grads = op.vjp(g, node._data, *[t._data for t in inputs], **kwargs)
-    for parent, pg in zip(inputs, in_grads):
-        if pg is None or not parent.requires_grad:
-            continue
-        if type(pg) is np.ndarray and pg.shape != parent._data.shape:
-            pg = unbroadcast(pg, parent._data.shape)
-        if STATE.anomaly and not np.all(np.isfinite(pg)):
-            raise AnomalyError(
-                f"backward: the VJP of {describe(node)} produced a non-finite gradient for its "
-                f"input {describe(parent)}",
-                node=node,
-                phase="backward",
-            )
-        if pg is g and parent.op is None and type(pg) is np.ndarray:
-            pg = pg.copy()  # a passed-through gradient may reach several leaves: never share
-        previous = parent._pending
-        parent._pending = pg if previous is None else previous + pg
-    return in_grads
+        return op.vjp(g, node._data, a._data, b._data, needs=(a.requires_grad, b.requires_grad))
+    kwargs = dict(attrs)
+    if op.saves:
+        kwargs["ctx"] = node.ctx
+    if op.takes_needs:
+        kwargs["needs"] = tuple(t.requires_grad for t in inputs)
+    return op.vjp(g, node._data, *[t._data for t in inputs], **kwargs)
 
 
 def store_grad(node, g):
     """Accumulate `g` into `node.grad` for leaves and nodes that asked to retain it.
 
     A gradient is stored as it is when it owns its writable buffer (VJPs return fresh arrays;
-    `propagate` copies passed-through ones); views and broadcasts are copied, so `.grad` can
-    always be modified in place.
+    passed-through ones are copied before they reach a leaf); views and broadcasts are
+    copied, so `.grad` can always be modified in place.
     """
     if node._grad is not None:
         g = node._grad + g
@@ -115,10 +99,13 @@ def iter_backward(root, grad):
     """Run backward from `root` one node at a time, yielding (node, gradient) as it goes.
 
     Nodes come in reverse topological order; a node's gradient is complete (every branch
-    summed) when it is yielded. Leaves accumulate into `.grad`, as in PyTorch. Gradients in
-    flight live on the nodes (`_pending`) and are cleared even if the pass stops early.
+    summed) when it is yielded. Each VJP result is summed back to its input's shape here, the
+    one place where broadcasting is undone, and added into the input's pending gradient (the
+    sum over every branch that uses it). Leaves accumulate into `.grad`, as in PyTorch.
+    Pending gradients live on the nodes and are cleared even if the pass stops early.
     """
     order = topological_order([root], requiring_grad=True)
+    anomaly = STATE.anomaly
     root._pending = grad
     try:
         for node in reversed(order):
@@ -128,14 +115,37 @@ def iter_backward(root, grad):
             node._pending = None
             if node.op is None:
                 store_grad(node, g)
-            else:
-                if node.retains_grad:
-                    store_grad(node, g)
-                propagate(node, g)
+                yield node, g
+                continue
+            if node.retains_grad:
+                store_grad(node, g)
+            for parent, pg in zip(node.inputs, vjp_of(node, g)):
+                if pg is None or not parent.requires_grad:
+                    continue
+                if type(pg) is np.ndarray:
+                    shape = parent._data.shape
+                    if pg.shape != shape:
+                        pg = unbroadcast(pg, shape)
+                    if pg is g and parent.op is None:
+                        pg = pg.copy()  # a passed-through gradient may reach several leaves
+                if anomaly:
+                    _check_finite_gradient(node, parent, pg)
+                previous = parent._pending
+                parent._pending = pg if previous is None else previous + pg
             yield node, g
     finally:
         for node in order:
             node._pending = None
+
+
+def _check_finite_gradient(node, parent, pg):
+    if not np.all(np.isfinite(pg)):
+        raise AnomalyError(
+            f"backward: the VJP of {describe(node)} produced a non-finite gradient for its "
+            f"input {describe(parent)}",
+            node=node,
+            phase="backward",
+        )
 
 
 def run_backward(root, grad):
