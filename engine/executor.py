@@ -19,10 +19,18 @@ from engine.ops import unbroadcast
 
 def evaluate(op, inputs, attrs):
     """Run `op` forward on the input nodes' data; return (value, saved context or None)."""
-    if len(inputs) == 2 and not attrs and not op.saves:
+    if op.floats_ok and len(inputs) == 2 and not attrs:
         return op.forward(inputs[0]._data, inputs[1]._data), None
-    out = op.forward(*[t._data for t in inputs], **attrs)
+    out = op.forward(*_arguments(op, inputs), **attrs)
     return out if op.saves else (out, None)
+
+
+def _arguments(op, inputs):
+    """The inputs' data as the op takes it: Python floats become numpy scalars unless the op
+    declares `floats_ok`."""
+    if op.floats_ok:
+        return [t._data for t in inputs]
+    return [np.float64(t._data) if type(t._data) is float else t._data for t in inputs]
 
 
 def topological_order(roots, requiring_grad=False):
@@ -64,21 +72,25 @@ def vjp_of(node, g):
     op = node.op
     inputs = node.inputs
     attrs = node.attrs
-    if op.plain and not attrs:
+    if op.floats_ok and op.plain and not attrs:
         if len(inputs) == 2:
             return op.vjp(g, node._data, inputs[0]._data, inputs[1]._data)
-        if len(inputs) == 1:
-            return op.vjp(g, node._data, inputs[0]._data)
         return op.vjp(g, node._data, *[t._data for t in inputs])
-    if op.takes_needs and not op.saves and not attrs and len(inputs) == 2:
+    if op.floats_ok and op.takes_needs and not attrs and len(inputs) == 2:
         a, b = inputs
         return op.vjp(g, node._data, a._data, b._data, needs=(a.requires_grad, b.requires_grad))
+    args = _arguments(op, inputs)
+    out = np.float64(node._data) if type(node._data) is float else node._data
+    if type(g) is float and not op.floats_ok:
+        g = np.float64(g)
+    if op.plain and not attrs:
+        return op.vjp(g, out, *args)
     kwargs = dict(attrs)
     if op.saves:
         kwargs["ctx"] = node.ctx
     if op.takes_needs:
         kwargs["needs"] = tuple(t.requires_grad for t in inputs)
-    return op.vjp(g, node._data, *[t._data for t in inputs], **kwargs)
+    return op.vjp(g, out, *args, **kwargs)
 
 
 def store_grad(node, g):
@@ -95,24 +107,50 @@ def store_grad(node, g):
     node._grad = g
 
 
+def count_users(root):
+    """Every node that needs a gradient and is reachable from `root`; afterwards each one's
+    `_users` holds how many edges lead into it from the others (an explicit-stack walk, so
+    a chain of a million nodes needs no recursion)."""
+    reached = [root]
+    stack = [root]
+    push, pop, keep = stack.append, stack.pop, reached.append
+    while stack:
+        for parent in pop().inputs:
+            if parent.requires_grad:
+                if parent._users == 0:
+                    push(parent)
+                    keep(parent)
+                parent._users += 1
+    return reached
+
+
 def iter_backward(root, grad):
     """Run backward from `root` one node at a time, yielding (node, gradient) as it goes.
 
-    Nodes come in reverse topological order; a node's gradient is complete (every branch
-    summed) when it is yielded. Each VJP result is summed back to its input's shape here, the
-    one place where broadcasting is undone, and added into the input's pending gradient (the
-    sum over every branch that uses it). Leaves accumulate into `.grad`, as in PyTorch.
-    Pending gradients live on the nodes and are cleared even if the pass stops early.
+    Nodes come in reverse topological order (Kahn's algorithm: a node is ready once every
+    node that uses it has passed its gradient back), so a node's gradient is complete, every
+    branch summed, when it is yielded. Each VJP result is summed back to its input's shape
+    here, the one place where broadcasting is undone. Leaves accumulate into `.grad`, as in
+    PyTorch. Counters and pending gradients live on the nodes and are cleared even if the
+    pass stops early.
     """
-    order = topological_order([root], requiring_grad=True)
+    reached = count_users(root)
     anomaly = STATE.anomaly
     root._pending = grad
+    ready = [root]
+    push, pop = ready.append, ready.pop
     try:
-        for node in reversed(order):
+        while ready:
+            node = pop()
             g = node._pending
-            if g is None:
-                continue
             node._pending = None
+            if g is None:  # no branch sent a gradient: only release the inputs
+                for parent in node.inputs:
+                    if parent.requires_grad:
+                        parent._users -= 1
+                        if parent._users == 0:
+                            push(parent)
+                continue
             if node.op is None:
                 store_grad(node, g)
                 yield node, g
@@ -120,22 +158,28 @@ def iter_backward(root, grad):
             if node.retains_grad:
                 store_grad(node, g)
             for parent, pg in zip(node.inputs, vjp_of(node, g)):
-                if pg is None or not parent.requires_grad:
+                if not parent.requires_grad:
                     continue
-                if type(pg) is np.ndarray:
-                    shape = parent._data.shape
-                    if pg.shape != shape:
-                        pg = unbroadcast(pg, shape)
-                    if pg is g and parent.op is None:
-                        pg = pg.copy()  # a passed-through gradient may reach several leaves
-                if anomaly:
-                    _check_finite_gradient(node, parent, pg)
-                previous = parent._pending
-                parent._pending = pg if previous is None else previous + pg
+                if pg is not None:
+                    if type(pg) is np.ndarray:
+                        data = parent._data
+                        shape = () if type(data) is float else data.shape
+                        if pg.shape != shape:
+                            pg = unbroadcast(pg, shape)
+                        if pg is g and parent.op is None:
+                            pg = pg.copy()  # a passed-through gradient may reach several leaves
+                    if anomaly:
+                        _check_finite_gradient(node, parent, pg)
+                    previous = parent._pending
+                    parent._pending = pg if previous is None else previous + pg
+                parent._users -= 1
+                if parent._users == 0:
+                    push(parent)
             yield node, g
     finally:
-        for node in order:
+        for node in reached:
             node._pending = None
+            node._users = 0
 
 
 def _check_finite_gradient(node, parent, pg):

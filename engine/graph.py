@@ -16,7 +16,7 @@ import networkx as nx
 import numpy as np
 
 from engine.executor import evaluate, iter_backward, topological_order
-from engine.tensor import Tensor
+from engine.tensor import Tensor, unit_gradient
 
 
 @dataclass(frozen=True)
@@ -151,7 +151,7 @@ class Graph:
                 raise RuntimeError(
                     f"backward_steps needs a gradient for an output of shape {root.shape}"
                 )
-            grad = np.ones_like(root._data)
+            grad = unit_gradient(root._data)
         self.grads = {}
         for index, (node, g) in enumerate(iter_backward(root, grad)):
             self.grads[node.id] = g

@@ -51,6 +51,9 @@ class Op:
     domain: str = "real"
     saves: bool = False
     takes_needs: bool = False  # the VJP gets `needs` (which inputs want a gradient) to skip work
+    # forward and VJP accept Python floats (the float64 scalar mode's storage); others get
+    # numpy scalars, so that 1/0 or an overflow gives inf and a warning, not an exception
+    floats_ok: bool = False
 
     def __post_init__(self):
         # `plain`: the VJP takes only the node's attributes (no ctx, no needs); read per node.

@@ -79,11 +79,37 @@ def _neg_vjp(g, out, x):
     return (-g,)
 
 
-_op("add", _add, _add_vjp, 2, "x + y", "dx = g, dy = g (summed over broadcast axes)", kind="binary")
 _op(
-    "sub", _sub, _sub_vjp, 2, "x - y", "dx = g, dy = -g (summed over broadcast axes)", kind="binary"
+    "add",
+    _add,
+    _add_vjp,
+    2,
+    "x + y",
+    "dx = g, dy = g (summed over broadcast axes)",
+    kind="binary",
+    floats_ok=True,
 )
-_op("mul", _mul, _mul_vjp, 2, "x * y", "dx = g * y, dy = g * x", kind="binary", takes_needs=True)
+_op(
+    "sub",
+    _sub,
+    _sub_vjp,
+    2,
+    "x - y",
+    "dx = g, dy = -g (summed over broadcast axes)",
+    kind="binary",
+    floats_ok=True,
+)
+_op(
+    "mul",
+    _mul,
+    _mul_vjp,
+    2,
+    "x * y",
+    "dx = g * y, dy = g * x",
+    kind="binary",
+    takes_needs=True,
+    floats_ok=True,
+)
 _op(
     "div",
     _div,
@@ -115,7 +141,7 @@ _op(
     kind="power",
     domain="positive",
 )
-_op("neg", _neg, _neg_vjp, 1, "-x", "dx = -g")
+_op("neg", _neg, _neg_vjp, 1, "-x", "dx = -g", floats_ok=True)
 
 
 # --- matrix product -------------------------------------------------------------------
@@ -183,9 +209,9 @@ def _sigmoid_vjp(g, out, x):
 
 
 def _relu(x):
-    if x.ndim:
+    if type(x) is np.ndarray:
         return np.maximum(x, 0.0)
-    return x if x > 0 else x - x  # scalars: stays a numpy scalar; x - x keeps NaN as NaN
+    return x if x > 0 or x != x else type(x)(0)  # scalars keep their type; NaN stays NaN
 
 
 def _relu_vjp(g, out, x):
@@ -193,13 +219,22 @@ def _relu_vjp(g, out, x):
     return (g * (out > 0),)
 
 
-_op("exp", np.exp, _exp_vjp, 1, "e^x", "dx = g * e^x")
+_op("exp", np.exp, _exp_vjp, 1, "e^x", "dx = g * e^x", floats_ok=True)
 _op("log", np.log, _log_vjp, 1, "ln x", "dx = g / x", domain="positive")
 _op("sqrt", np.sqrt, _sqrt_vjp, 1, "sqrt(x)", "dx = g / (2 sqrt(x))", domain="positive")
 _op("abs", np.abs, _abs_vjp, 1, "|x|", "dx = g * sign(x)", domain="away_from_zero")
-_op("tanh", np.tanh, _tanh_vjp, 1, "tanh(x)", "dx = g * (1 - tanh(x)^2)")
+_op("tanh", np.tanh, _tanh_vjp, 1, "tanh(x)", "dx = g * (1 - tanh(x)^2)", floats_ok=True)
 _op("sigmoid", _sigmoid, _sigmoid_vjp, 1, "1 / (1 + e^-x)", "dx = g * s * (1 - s)")
-_op("relu", _relu, _relu_vjp, 1, "max(x, 0)", "dx = g * [x > 0]", domain="away_from_zero")
+_op(
+    "relu",
+    _relu,
+    _relu_vjp,
+    1,
+    "max(x, 0)",
+    "dx = g * [x > 0]",
+    domain="away_from_zero",
+    floats_ok=True,
+)
 
 
 def _softplus(x):

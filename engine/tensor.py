@@ -1,8 +1,9 @@
 """`Tensor`: a node of the computation graph holding a numpy value and, after backward, a grad.
 
-A 0-d tensor is the scalar mode (micrograd-style graphs of single numbers); internally its
-value is a numpy scalar, which is about eight times cheaper to compute with than a 0-d array,
-while `.data` and `.grad` always hand out ndarrays.
+A 0-d tensor is the scalar mode (micrograd-style graphs of single numbers). Internally a
+float64 scalar is kept as a Python float and a float32 one as a numpy scalar: arithmetic on a
+Python float is about eight times cheaper than on a numpy scalar and fifty times cheaper than
+on a 0-d array. `.data` and `.grad` always hand out ndarrays.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from engine.executor import describe, evaluate, run_backward
 from engine.modes import STATE, AnomalyError
 from engine.ops import OPS
 
-_FLOAT_DTYPES = (np.dtype(np.float64), np.dtype(np.float32))
+_F64 = np.dtype(np.float64)
+_FLOAT_DTYPES = (_F64, np.dtype(np.float32))
 _ids = itertools.count()
 _NO_ATTRS = MappingProxyType({})  # shared by every node without attributes: no dict per node
 
@@ -32,7 +34,21 @@ def _as_value(array, dtype=None):
         array = array.astype(np.float64)
     if array.dtype not in _FLOAT_DTYPES:
         raise TypeError(f"Tensor dtype must be float64 or float32, got {array.dtype}")
-    return array[()] if array.ndim == 0 else array
+    return _internal(array)
+
+
+def _internal(array):
+    """The stored form of a float ndarray: itself, or a scalar when it is 0-d."""
+    if array.ndim:
+        return array
+    return float(array) if array.dtype == _F64 else array[()]
+
+
+def unit_gradient(value):
+    """The gradient 1 in the stored form of `value` (what backward starts from)."""
+    if type(value) is float:
+        return 1.0
+    return _internal(np.ones_like(value))
 
 
 class Tensor:
@@ -53,6 +69,7 @@ class Tensor:
         "_data",
         "_grad",
         "_pending",
+        "_users",
         "attrs",
         "constant",
         "ctx",
@@ -71,6 +88,7 @@ class Tensor:
         self._data = _as_value(data, None if dtype is None else np.dtype(dtype))
         self._grad = None
         self._pending = None
+        self._users = 0
         self.requires_grad = bool(requires_grad)
         self.name = name
         self.op = None
@@ -90,6 +108,7 @@ class Tensor:
         node._data = value
         node._grad = None
         node._pending = None
+        node._users = 0
         node.requires_grad = requires_grad
         node.name = None
         node.op = None
@@ -124,7 +143,7 @@ class Tensor:
             raise ValueError(
                 f"cannot set data of shape {value.shape} on a tensor of shape {self.shape}"
             )
-        self._data = value[()] if value.ndim == 0 else value
+        self._data = _internal(value)
 
     @property
     def grad(self):
@@ -142,23 +161,27 @@ class Tensor:
             raise ValueError(
                 f"grad of shape {value.shape} does not match tensor shape {self.shape}"
             )
-        self._grad = value[()] if value.ndim == 0 else value.copy()
+        self._grad = _internal(value.copy())
 
     @property
     def shape(self) -> tuple:
-        return self._data.shape
+        d = self._data
+        return () if type(d) is float else d.shape
 
     @property
     def ndim(self) -> int:
-        return self._data.ndim
+        d = self._data
+        return 0 if type(d) is float else d.ndim
 
     @property
     def size(self) -> int:
-        return self._data.size
+        d = self._data
+        return 1 if type(d) is float else d.size
 
     @property
     def dtype(self) -> np.dtype:
-        return self._data.dtype
+        d = self._data
+        return _F64 if type(d) is float else d.dtype
 
     @property
     def is_leaf(self) -> bool:
@@ -167,9 +190,9 @@ class Tensor:
 
     def item(self) -> float:
         """The value of a one-element tensor as a Python float."""
-        if self._data.size != 1:
+        if self.size != 1:
             raise ValueError(f"item() needs a tensor with one element, got shape {self.shape}")
-        return float(self._data.reshape(()) if self._data.ndim else self._data)
+        return float(np.asarray(self._data).reshape(()))
 
     def numpy(self) -> np.ndarray:
         """The value as an ndarray (same as `.data`)."""
@@ -197,27 +220,31 @@ class Tensor:
                 "(no input had requires_grad=True, or it was made under no_grad)"
             )
         if grad is None:
-            if self._data.size != 1:
+            if self.size != 1:
                 raise RuntimeError(
                     "backward() without a gradient needs a one-element output, "
                     f"got shape {self.shape}"
                 )
-            grad = np.ones_like(self._data)
+            grad = unit_gradient(self._data)
         else:
             grad = np.array(grad.data if isinstance(grad, Tensor) else grad, dtype=self.dtype)
             if grad.shape != self.shape:
                 raise ValueError(
                     f"backward(): gradient shape {grad.shape} != output shape {self.shape}"
                 )
-        run_backward(self, grad[()] if grad.ndim == 0 else grad)
+            grad = _internal(grad)
+        run_backward(self, grad)
 
     # --- operators ---------------------------------------------------------------------
     def _lift(self, other) -> Tensor:
         if isinstance(other, Tensor):
             return other
         if isinstance(other, (int, float)):
-            return Tensor._const(self._data.dtype.type(other))
-        return Tensor._const(_as_value(other, self._data.dtype))
+            d = self._data
+            if type(d) is float or d.dtype == _F64:
+                return Tensor._const(float(other))
+            return Tensor._const(d.dtype.type(other))
+        return Tensor._const(_as_value(other, self.dtype))
 
     def __add__(self, other):
         return _record(OPS["add"], (self, self._lift(other)), _NO_ATTRS)
