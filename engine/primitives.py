@@ -158,10 +158,15 @@ def _matmul_vjp(g, out, a, b, needs=(True, True)):
     g2 = g2[..., None, :] if a.ndim == 1 else g2
     ga = gb = None
     if needs[0]:
-        ga = unbroadcast(g2 @ np.swapaxes(b2, -1, -2), a2.shape).reshape(a.shape)
+        ga = _reshaped(unbroadcast(g2 @ np.swapaxes(b2, -1, -2), a2.shape), a.shape)
     if needs[1]:
-        gb = unbroadcast(np.swapaxes(a2, -1, -2) @ g2, b2.shape).reshape(b.shape)
+        gb = _reshaped(unbroadcast(np.swapaxes(a2, -1, -2) @ g2, b2.shape), b.shape)
     return ga, gb
+
+
+def _reshaped(array, shape):
+    """Reshape only when needed: a fresh array stays its own buffer, so no copy is made later."""
+    return array if array.shape == shape else array.reshape(shape)
 
 
 _op(

@@ -20,6 +20,8 @@ from engine.ops import OPS
 _F64 = np.dtype(np.float64)
 _FLOAT_DTYPES = (_F64, np.dtype(np.float32))
 _ids = itertools.count()
+_next_id = _ids.__next__
+_new_object = object.__new__
 _NO_ATTRS = MappingProxyType({})  # shared by every node without attributes: no dict per node
 
 
@@ -95,27 +97,27 @@ class Tensor:
         self.inputs = ()
         self.attrs = _NO_ATTRS
         self.ctx = None
-        self.id = next(_ids)
+        self.id = _next_id()
         self.layer = STATE.layer
         self.source = None
         self.retains_grad = False
         self.constant = False
 
     @classmethod
-    def _node(cls, value, requires_grad):
+    def _node(cls, value, requires_grad, op=None, inputs=(), attrs=_NO_ATTRS, ctx=None):
         """Fast constructor for values the engine computed itself (no conversion, no copy)."""
-        node = object.__new__(cls)
+        node = _new_object(cls)
         node._data = value
         node._grad = None
         node._pending = None
         node._users = 0
         node.requires_grad = requires_grad
         node.name = None
-        node.op = None
-        node.inputs = ()
-        node.attrs = _NO_ATTRS
-        node.ctx = None
-        node.id = next(_ids)
+        node.op = op
+        node.inputs = inputs
+        node.attrs = attrs
+        node.ctx = ctx
+        node.id = _next_id()
         node.layer = STATE.layer
         node.source = None
         node.retains_grad = False
@@ -395,16 +397,11 @@ def _record(op, inputs, attrs):
         shapes = " and ".join(str(t.shape) for t in inputs)
         raise ValueError(f"{op.name}: cannot apply to shapes {shapes}: {error}") from None
     if STATE.grad_enabled:
-        node = Tensor._node(
-            value,
-            any(t.requires_grad for t in inputs)
-            if len(inputs) != 2
-            else inputs[0].requires_grad or inputs[1].requires_grad,
-        )
-        node.op = op
-        node.inputs = inputs
-        node.attrs = attrs
-        node.ctx = ctx
+        if len(inputs) == 2:
+            requires_grad = inputs[0].requires_grad or inputs[1].requires_grad
+        else:
+            requires_grad = any(t.requires_grad for t in inputs)
+        node = Tensor._node(value, requires_grad, op, inputs, attrs, ctx)
     else:
         node = Tensor._node(value, False)
     if STATE.anomaly and not np.all(np.isfinite(value)):
