@@ -38,6 +38,10 @@ class TopogradMLP:
     def parameters(self):
         return [p for layer in self.layers for ws, b in layer for p in (*ws, b)]
 
+    def zero_grad(self):
+        for p in self.parameters():
+            p.grad = None
+
     def __call__(self, x):
         for depth, layer in enumerate(self.layers):
             last = depth == len(self.layers) - 1
@@ -49,18 +53,22 @@ class TopogradMLP:
         return x[0]
 
 
-def topograd_step(model, xs, ys, lr):
-    scores = [model([Tensor(v) for v in row]) for row in xs]
+def training_step(model, value, xs, ys, lr):
+    """micrograd's demo step, written once for both engines (`value` makes an input node)."""
+    scores = [model([value(v) for v in row]) for row in xs]
     losses = [(1 + -yi * si).relu() for yi, si in zip(ys, scores, strict=True)]
     data_loss = sum(losses) * (1.0 / len(losses))
     reg_loss = 1e-4 * sum(p * p for p in model.parameters())
     total = data_loss + reg_loss
-    for p in model.parameters():
-        p.grad = None
+    model.zero_grad()
     total.backward()
     for p in model.parameters():
-        p.data = p.data - lr * p.grad
+        p.data -= lr * p.grad
     return total
+
+
+def topograd_step(model, xs, ys, lr):
+    return training_step(model, Tensor, xs, ys, lr)
 
 
 def micrograd_model(weights):
@@ -78,16 +86,7 @@ def micrograd_model(weights):
 def micrograd_step(model, xs, ys, lr):
     from micrograd.engine import Value
 
-    scores = [model([Value(v) for v in row]) for row in xs]
-    losses = [(1 + -yi * si).relu() for yi, si in zip(ys, scores, strict=True)]
-    data_loss = sum(losses) * (1.0 / len(losses))
-    reg_loss = 1e-4 * sum(p * p for p in model.parameters())
-    total = data_loss + reg_loss
-    model.zero_grad()
-    total.backward()
-    for p in model.parameters():
-        p.data -= lr * p.grad
-    return total
+    return training_step(model, Value, xs, ys, lr)
 
 
 def run_interleaved(configs, weights, xs, ys, steps):

@@ -24,30 +24,35 @@ class _State:
 STATE = _State()
 
 
-class no_grad(contextlib.ContextDecorator):
+class _Setting(contextlib.ContextDecorator):
+    """Set one attribute of STATE inside a block (or decorated function), then restore it."""
+
+    attribute = ""
+    value = False
+
+    def __init__(self):
+        self._previous = []
+
+    def __enter__(self):
+        self._previous.append(getattr(STATE, self.attribute))
+        setattr(STATE, self.attribute, self.value)
+        return self
+
+    def __exit__(self, *exc):
+        setattr(STATE, self.attribute, self._previous.pop())
+        return False
+
+
+class no_grad(_Setting):
     """Within this block (or decorated function) new tensors record no graph, as in PyTorch."""
 
-    def __enter__(self):
-        self._previous = STATE.grad_enabled
-        STATE.grad_enabled = False
-        return self
-
-    def __exit__(self, *exc):
-        STATE.grad_enabled = self._previous
-        return False
+    attribute, value = "grad_enabled", False
 
 
-class enable_grad(contextlib.ContextDecorator):
+class enable_grad(_Setting):
     """Turn recording back on inside a `no_grad` block."""
 
-    def __enter__(self):
-        self._previous = STATE.grad_enabled
-        STATE.grad_enabled = True
-        return self
-
-    def __exit__(self, *exc):
-        STATE.grad_enabled = self._previous
-        return False
+    attribute, value = "grad_enabled", True
 
 
 def is_grad_enabled() -> bool:
@@ -55,20 +60,13 @@ def is_grad_enabled() -> bool:
     return STATE.grad_enabled
 
 
-class detect_anomaly(contextlib.ContextDecorator):
+class detect_anomaly(_Setting):
     """Raise `AnomalyError` at the first node (forward or backward) that makes a NaN or Inf.
 
     Checking every value costs a pass over each array, so it is off unless asked for.
     """
 
-    def __enter__(self):
-        self._previous = STATE.anomaly
-        STATE.anomaly = True
-        return self
-
-    def __exit__(self, *exc):
-        STATE.anomaly = self._previous
-        return False
+    attribute, value = "anomaly", True
 
 
 class AnomalyError(FloatingPointError):
