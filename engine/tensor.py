@@ -26,7 +26,7 @@ _NO_ATTRS = MappingProxyType({})  # shared by every node without attributes: no 
 
 
 def _as_value(array, dtype=None):
-    """Convert user data to the internal form: a float ndarray, or a numpy scalar if 0-d."""
+    """Convert user data to the internal form (a copy): a float ndarray, or a scalar if 0-d."""
     if isinstance(array, Tensor):
         array = array._data
     array = np.array(array, dtype=dtype, copy=True)
@@ -140,6 +140,8 @@ class Tensor:
 
     @data.setter
     def data(self, value):
+        """Replace the value without recording anything (an optimizer's update). Like
+        PyTorch's `.data =`, an ndarray of the right dtype is kept, not copied."""
         value = np.asarray(value, dtype=self.dtype)
         if value.shape != self.shape:
             raise ValueError(

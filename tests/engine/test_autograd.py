@@ -557,3 +557,17 @@ def test_relative_error_formula():
     assert engine.relative_error(a, n) == pytest.approx(0.5 / (math.sqrt(5.0) + math.sqrt(7.25)))
     assert engine.relative_error(np.zeros(3), np.zeros(3)) == 0.0
     assert engine.relative_error(np.ones(2), -np.ones(2)) == pytest.approx(1.0)
+
+
+def test_gradcheck_reports_per_input_and_overall_errors():
+    rng = np.random.default_rng(5)
+    result = engine.gradcheck(
+        lambda a, b: (a * b.tanh()).sum(), rng.normal(size=3), rng.normal(size=(2, 3))
+    )
+    assert len(result.errors) == 2
+    assert result.max_error == max(result.errors) < 1e-6
+    together = engine.relative_error(
+        np.concatenate([g.ravel() for g in result.analytic]),
+        np.concatenate([g.ravel() for g in result.numeric]),
+    )
+    assert result.overall_error == together
