@@ -144,20 +144,32 @@ def iter_backward(root, grad):
             node = pop()
             g = node._pending
             node._pending = None
+            op = node.op
+            if op is None:
+                if g is not None:
+                    store_grad(node, g)
+                    yield node, g
+                continue
+            inputs = node.inputs
             if g is None:  # no branch sent a gradient: only release the inputs
-                for parent in node.inputs:
+                for parent in inputs:
                     if parent.requires_grad:
                         parent._users -= 1
-                        if parent._users == 0:
+                        if not parent._users:
                             push(parent)
-                continue
-            if node.op is None:
-                store_grad(node, g)
-                yield node, g
                 continue
             if node.retains_grad:
                 store_grad(node, g)
-            for parent, pg in zip(node.inputs, vjp_of(node, g)):
+            if op.floats_ok and len(inputs) == 2:  # scalar-mode arithmetic, dispatched inline
+                a, b = inputs
+                if op.takes_needs:
+                    needs = (a.requires_grad, b.requires_grad)
+                    in_grads = op.vjp(g, node._data, a._data, b._data, needs=needs)
+                else:
+                    in_grads = op.vjp(g, node._data, a._data, b._data)
+            else:
+                in_grads = vjp_of(node, g)
+            for parent, pg in zip(inputs, in_grads):
                 if not parent.requires_grad:
                     continue
                 if pg is not None:
@@ -172,8 +184,9 @@ def iter_backward(root, grad):
                         _check_finite_gradient(node, parent, pg)
                     previous = parent._pending
                     parent._pending = pg if previous is None else previous + pg
-                parent._users -= 1
-                if parent._users == 0:
+                users = parent._users - 1
+                parent._users = users
+                if not users:
                     push(parent)
             yield node, g
     finally:
