@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from engine.averages import ewma_update_
 from engine.modes import resolve_rng
 from engine.ops import OPS
 from engine.tensor import Tensor, apply
@@ -246,10 +247,8 @@ def _stats(x, axes):
 def _update_running(running_mean, running_var, mean, var, count, momentum):
     mean = np.asarray(mean).reshape(running_mean.shape)
     unbiased = np.asarray(var).reshape(running_var.shape) * (count / (count - 1))
-    running_mean *= 1.0 - momentum
-    running_mean += momentum * mean
-    running_var *= 1.0 - momentum
-    running_var += momentum * unbiased
+    ewma_update_(running_mean, mean, 1.0 - momentum)
+    ewma_update_(running_var, unbiased, 1.0 - momentum)
 
 
 def _affine_param(param, size, x, label):
