@@ -34,6 +34,7 @@ lint: $(VENV)/.test
 bench: $(VENV)/.test
 	$(BIN)/python bench/scalar.py
 	$(BIN)/python bench/tensor.py
+	$(BIN)/python bench/optim.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

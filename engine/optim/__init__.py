@@ -1,6 +1,31 @@
-"""Optimizers, learning-rate schedules and moving averages (PyTorch's names and semantics)."""
+"""Optimizers, learning-rate schedules and moving averages (PyTorch's names and semantics).
+
+Every optimizer follows torch.optim's single-tensor update step for step; where the lecture
+notes write a rule differently, the notes' form is an option (see each class's docstring).
+"""
 
 from engine.averages import EWMA, ewma_update_
+from engine.optim import schedules
+from engine.optim.adam import Adam, AdamW, NAdam
+from engine.optim.adaptive import Adadelta, Adagrad, RMSprop
+from engine.optim.lr_finder import RangeTestResult, lr_range_test, suggest_lr
 from engine.optim.optimizer import Optimizer, check_range
+from engine.optim.sgd import SGD
 
-__all__ = ["EWMA", "Optimizer", "check_range", "ewma_update_"]
+__all__ = [
+    "EWMA",
+    "SGD",
+    "Adadelta",
+    "Adagrad",
+    "Adam",
+    "AdamW",
+    "NAdam",
+    "Optimizer",
+    "RMSprop",
+    "RangeTestResult",
+    "check_range",
+    "ewma_update_",
+    "lr_range_test",
+    "schedules",
+    "suggest_lr",
+]
