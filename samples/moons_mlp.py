@@ -1,7 +1,8 @@
 """Train a small MLP with batch norm and dropout on two moons, using only the engine.
 
 This is the bundled main job until the model language lands: `topograd demo` runs it.
-Plain SGD with momentum is written out here because engine.optim arrives later.
+SGD with Nesterov momentum, no weight decay on biases and batch-norm parameters, and a
+cosine learning-rate schedule, all from engine.optim.
 
     python samples/moons_mlp.py [--epochs 60] [--seed 0] [--dot graph.dot]
 """
@@ -17,6 +18,8 @@ import numpy as np
 
 from engine import Graph, Tensor, manual_seed, nn, no_grad
 from engine import functional as F
+from engine.optim import SGD
+from engine.optim.schedules import CosineAnnealingLR
 
 
 def two_moons(n, noise, rng):
@@ -53,6 +56,14 @@ def accuracy(model, x, y):
     return float((predicted == y).mean())
 
 
+def make_optimizer(model, lr, momentum, weight_decay):
+    """Decay only the weight matrices: biases and batch-norm scales/shifts get none."""
+    matrices = [p for p in model.parameters() if p.ndim == 2]
+    others = [p for p in model.parameters() if p.ndim != 2]
+    groups = [{"params": matrices}, {"params": others, "weight_decay": 0.0}]
+    return SGD(groups, lr=lr, momentum=momentum, nesterov=True, weight_decay=weight_decay)
+
+
 def train(epochs=60, seed=0, batch_size=32, lr=0.1, momentum=0.9, dot_path=None, log=print):
     """Train and return (train accuracy, test accuracy, seconds)."""
     rng = np.random.default_rng(seed)
@@ -60,7 +71,9 @@ def train(epochs=60, seed=0, batch_size=32, lr=0.1, momentum=0.9, dot_path=None,
     x, y = two_moons(600, 0.15, rng)
     x_train, y_train, x_test, y_test = x[:500], y[:500], x[500:], y[500:]
     model = build_model()
-    velocity = {id(p): np.zeros_like(p.data) for p in model.parameters()}
+    optimizer = make_optimizer(model, lr, momentum, weight_decay=1e-4)
+    batches_per_epoch = -(-len(x_train) // batch_size)
+    schedule = CosineAnnealingLR(optimizer, T_max=epochs * batches_per_epoch)
     start = time.perf_counter()
     for epoch in range(1, epochs + 1):
         order = rng.permutation(len(x_train))
@@ -68,17 +81,15 @@ def train(epochs=60, seed=0, batch_size=32, lr=0.1, momentum=0.9, dot_path=None,
         for begin in range(0, len(order), batch_size):
             batch = order[begin : begin + batch_size]
             loss = F.cross_entropy(model(Tensor(x_train[batch])), y_train[batch])
-            model.zero_grad()
+            optimizer.zero_grad()
             loss.backward()
-            for p in model.parameters():
-                v = velocity[id(p)]
-                v *= momentum
-                v -= lr * p.grad
-                p.data = p.data + v
+            optimizer.step()
+            schedule.step()
             losses.append(loss.item())
         if epoch == 1 or epoch % 10 == 0 or epoch == epochs:
             log(
                 f"epoch {epoch:3d}  loss {np.mean(losses):.4f}  "
+                f"lr {schedule.get_last_lr()[0]:.4f}  "
                 f"train acc {accuracy(model, x_train, y_train):.3f}  "
                 f"test acc {accuracy(model, x_test, y_test):.3f}"
             )
