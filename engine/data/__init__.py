@@ -1,0 +1,1 @@
+"""Datasets, splits, mini-batches, preprocessing and augmentation."""

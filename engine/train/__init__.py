@@ -1,0 +1,1 @@
+"""Training: the fit loop with the lecture's checks, checkpoints, ensembles and search."""
