@@ -35,6 +35,7 @@ bench: $(VENV)/.test
 	$(BIN)/python bench/scalar.py
 	$(BIN)/python bench/tensor.py
 	$(BIN)/python bench/optim.py
+	$(BIN)/python bench/train.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
