@@ -19,21 +19,55 @@ from engine.train.checks import (
     evaluate,
     sanity_check,
 )
+from engine.train.ensemble import (
+    ensemble_proba,
+    predict_proba,
+    snapshot_ensemble,
+    train_ensemble,
+    train_single,
+)
 from engine.train.fit import fit
 from engine.train.history import History
+from engine.train.search import (
+    Choice,
+    IntUniform,
+    LogUniform,
+    SearchResult,
+    TrialResult,
+    Uniform,
+    coarse_to_fine,
+    fit_objective,
+    grid_search,
+    random_search,
+)
 
 __all__ = [
     "CheckpointError",
     "CheckpointInfo",
+    "Choice",
     "Diagnosis",
     "History",
     "InitialLossWarning",
+    "IntUniform",
+    "LogUniform",
     "SanityResult",
+    "SearchResult",
+    "TrialResult",
+    "Uniform",
     "checkpoint_info",
+    "coarse_to_fine",
     "diagnose",
+    "ensemble_proba",
     "evaluate",
     "fit",
+    "fit_objective",
+    "grid_search",
     "load_checkpoint",
+    "predict_proba",
+    "random_search",
     "sanity_check",
     "save_checkpoint",
+    "snapshot_ensemble",
+    "train_ensemble",
+    "train_single",
 ]
