@@ -20,6 +20,14 @@ def _check_betas(betas):
         check_range(f"betas[{index}]", beta, low=0.0, high=1.0, high_open=True)
 
 
+def _check_common(group):
+    """The checks every Adam variant shares: lr, betas, eps and weight decay."""
+    check_range("lr", group["lr"], low=0.0)
+    _check_betas(group["betas"])
+    check_range("eps", group["eps"], low=0.0)
+    check_range("weight_decay", group["weight_decay"], low=0.0)
+
+
 def _decay_(param, grad, group, out):
     """Apply weight decay: shrink W now (decoupled) or return grad + weight_decay * W."""
     weight_decay = group["weight_decay"]
@@ -98,10 +106,7 @@ class Adam(Optimizer):
         super().__init__(params, defaults)
 
     def _check_hyperparameters(self, group):
-        check_range("lr", group["lr"], low=0.0)
-        _check_betas(group["betas"])
-        check_range("eps", group["eps"], low=0.0)
-        check_range("weight_decay", group["weight_decay"], low=0.0)
+        _check_common(group)
         for name in ("amsgrad", "decoupled_weight_decay", "bias_correction", "eps_inside_sqrt"):
             check_flag(name, group[name])
 
@@ -217,10 +222,7 @@ class NAdam(Optimizer):
         super().__init__(params, defaults)
 
     def _check_hyperparameters(self, group):
-        check_range("lr", group["lr"], low=0.0)
-        _check_betas(group["betas"])
-        check_range("eps", group["eps"], low=0.0)
-        check_range("weight_decay", group["weight_decay"], low=0.0)
+        _check_common(group)
         check_range("momentum_decay", group["momentum_decay"], low=0.0)
         check_flag("decoupled_weight_decay", group["decoupled_weight_decay"])
 
