@@ -7,6 +7,7 @@
 [2.0, 0.0, 6.0]
 """
 
+from engine import conv as _conv  # noqa: F401  (registers conv2d and the pooling ops)
 from engine import functional, init, nn
 from engine import fused as _fused  # noqa: F401  (registers the fused batch norm)
 from engine import primitives as _primitives  # noqa: F401  (registers the primitive ops)

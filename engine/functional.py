@@ -1,7 +1,8 @@
 """Functions built from primitive ops; their backward passes are derived by the engine.
 
 Some are primitives themselves (softmax, log_softmax, softplus, leaky_relu, elu, maximum,
-concat: see engine/primitives.py); the norms, dropout and every loss here are compositions.
+concat: see engine/primitives.py; conv2d and the pooling ops: engine/conv.py, re-exported
+here); the norms, dropout and every loss here are compositions.
 """
 
 from __future__ import annotations
@@ -9,6 +10,10 @@ from __future__ import annotations
 import numpy as np
 
 from engine.averages import ewma_update_
+from engine.conv import avg_pool2d as avg_pool2d
+from engine.conv import conv2d as conv2d
+from engine.conv import flatten as flatten
+from engine.conv import max_pool2d as max_pool2d
 from engine.modes import resolve_rng
 from engine.ops import OPS
 from engine.tensor import Tensor, apply

@@ -25,6 +25,8 @@ ARG_KINDS = (
     "index",  # one tensor plus an index (slices, integers, integer arrays)
     "concat",  # several tensors joined along an axis
     "batch_norm",  # x (N, C, ...), gamma (C,), beta (C,)
+    "conv2d",  # x (N, C, H, W), w (F, C, HH, WW) plus stride/padding attributes
+    "pool2d",  # x (N, C, H, W) plus kernel_size/stride attributes
 )
 
 # Where inputs must lie for the op to be differentiable (central differences need room).

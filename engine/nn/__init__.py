@@ -1,5 +1,14 @@
-"""Layers with PyTorch's names: Module, Linear, BatchNorm1d, Dropout, norms, activations."""
+"""Layers with PyTorch's names: Module, Linear, BatchNorm1d, Dropout, norms, activations,
+and the image layers (Conv2d, pooling, Flatten, BatchNorm2d, InstanceNorm2d)."""
 
+from engine.nn.conv import (
+    AvgPool2d,
+    BatchNorm2d,
+    Conv2d,
+    Flatten,
+    InstanceNorm2d,
+    MaxPool2d,
+)
 from engine.nn.layers import (
     ELU,
     LAYERS,
@@ -18,13 +27,19 @@ from engine.nn.norm import BatchNorm1d, GroupNorm, LayerNorm
 __all__ = [
     "ELU",
     "LAYERS",
+    "AvgPool2d",
     "BatchNorm1d",
+    "BatchNorm2d",
+    "Conv2d",
     "Dropout",
+    "Flatten",
     "GroupNorm",
+    "InstanceNorm2d",
     "LayerNorm",
     "LayerTag",
     "LeakyReLU",
     "Linear",
+    "MaxPool2d",
     "Maxout",
     "Module",
     "Parameter",

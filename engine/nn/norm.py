@@ -43,13 +43,16 @@ class BatchNorm1d(Module):
             self.register_buffer("running_var", np.ones(num_features, dtype=dtype))
             self.register_buffer("num_batches_tracked", np.zeros((), dtype=np.int64))
 
-    def forward(self, x):
+    def _check_input(self, x):
         if x.ndim not in (2, 3) or x.shape[1] != self.num_features:
             raise ValueError(
                 f"{type(self).__name__}({self.num_features}): "
                 f"expected input (N, {self.num_features}) "
                 f"or (N, {self.num_features}, L), got shape {x.shape}"
             )
+
+    def forward(self, x):
+        self._check_input(x)
         batch_stats = self.training or not self.track_running_stats
         update = self.training and self.track_running_stats
         momentum = self.momentum

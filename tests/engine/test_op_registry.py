@@ -207,6 +207,43 @@ def _batch_norm(draw, values):
     return [x + spread, gamma, beta], {"eps": eps}
 
 
+def _image_side(draw, kernel, stride, padding):
+    """An input side that the kernel, stride and padding tile exactly (1 to 3 outputs)."""
+    out = draw(st.integers(1, 3))
+    while (out - 1) * stride + kernel - 2 * padding < 1:
+        out += 1
+    return (out - 1) * stride + kernel - 2 * padding
+
+
+def _pair_or_int(draw, values):
+    first = draw(values)
+    return first if draw(st.booleans()) else (first, draw(values))
+
+
+@st.composite
+def _conv2d(draw, values):
+    n, c, f = draw(st.integers(1, 2)), draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    kernel = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    stride = _pair_or_int(draw, st.integers(1, 2))
+    padding = _pair_or_int(draw, st.integers(0, 2))
+    strides = (stride, stride) if isinstance(stride, int) else stride
+    paddings = (padding, padding) if isinstance(padding, int) else padding
+    side = [_image_side(draw, *args) for args in zip(kernel, strides, paddings)]
+    x, w = draw(values([(n, c, *side), (f, c, *kernel)]))
+    return [x, w], {"stride": stride, "padding": padding}
+
+
+@st.composite
+def _pool2d(draw, values):
+    n, c = draw(st.integers(1, 2)), draw(st.integers(1, 2))
+    kernel = _pair_or_int(draw, st.integers(1, 3))
+    stride = draw(st.none() | st.integers(1, 3))
+    kernels = (kernel, kernel) if isinstance(kernel, int) else kernel
+    strides = kernels if stride is None else (stride, stride)
+    side = [_image_side(draw, k, s, 0) for k, s in zip(kernels, strides)]
+    return draw(values([(n, c, *side)])), {"kernel_size": kernel, "stride": stride}
+
+
 KIND_STRATEGIES = {
     "unary": _unary,
     "binary": _binary,
@@ -219,6 +256,8 @@ KIND_STRATEGIES = {
     "index": _index,
     "concat": _concat,
     "batch_norm": _batch_norm,
+    "conv2d": _conv2d,
+    "pool2d": _pool2d,
 }
 
 

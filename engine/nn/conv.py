@@ -1,0 +1,182 @@
+"""Image layers on (N, C, H, W): convolution, pooling, flatten and the image normalizations.
+
+Conv2d, MaxPool2d and AvgPool2d call the primitives of engine/conv.py; BatchNorm2d and
+InstanceNorm2d are compositions of primitives (BatchNorm2d's `fused=True` is the one fused
+primitive), so the engine derives their backward passes.
+
+>>> from engine import Tensor, nn
+>>> net = nn.Sequential(
+...     nn.Conv2d(1, 4, 3, padding=1, rng=0), nn.BatchNorm2d(4), nn.ReLU(),
+...     nn.MaxPool2d(2), nn.Flatten(), nn.Linear(4 * 4 * 4, 10, rng=0),
+... )
+>>> net(Tensor(np.zeros((2, 1, 8, 8)))).shape
+(2, 10)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from engine import functional as F
+from engine import init as initializers
+from engine.conv import _pair
+from engine.nn.layers import LAYERS
+from engine.nn.module import Module, Parameter
+from engine.nn.norm import BatchNorm1d
+from engine.tensor import Tensor
+
+
+def _check_image(layer, x, channels):
+    """A 4-D input with `channels` channels, or a ValueError naming the layer and the shape."""
+    if x.ndim != 4 or (channels is not None and x.shape[1] != channels):
+        expected = "C" if channels is None else channels
+        raise ValueError(f"{layer!r}: expected input (N, {expected}, H, W), got shape {x.shape}")
+
+
+def _prefixed(layer, call, *args, **kwargs):
+    """Run `call`; a ValueError it raises is re-raised with the layer's description in front."""
+    try:
+        return call(*args, **kwargs)
+    except ValueError as error:
+        raise ValueError(f"{layer!r}: {error}") from None
+
+
+@LAYERS.register("conv2d")
+class Conv2d(Module):
+    """2-D cross-correlation with weight (F, C, HH, WW) and bias (F,), PyTorch's layout.
+
+    `init` is an initializer name from engine.init or a callable `(shape, rng) -> ndarray`;
+    its fan_in is C * HH * WW (it draws a (C*HH*WW, F) matrix that is reshaped to the kernel).
+    A stride that does not divide H + 2*padding - HH raises (the notes' rule; PyTorch floors).
+    """
+
+    def __init__(
+        self,
+        in_channels,
+        out_channels,
+        kernel_size,
+        stride=1,
+        padding=0,
+        bias=True,
+        init="he",
+        rng=None,
+        dtype=None,
+    ):
+        super().__init__()
+        if in_channels <= 0 or out_channels <= 0:
+            raise ValueError(
+                f"Conv2d needs positive channel counts, got in={in_channels}, out={out_channels}"
+            )
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.kernel_size = _pair(kernel_size, "Conv2d kernel_size")
+        self.stride = _pair(stride, "Conv2d stride")
+        self.padding = _pair(padding, "Conv2d padding")
+        if min(self.kernel_size) < 1 or min(self.stride) < 1 or min(self.padding) < 0:
+            raise ValueError(
+                f"Conv2d needs kernel_size >= 1, stride >= 1 and padding >= 0, got "
+                f"{self.kernel_size}, {self.stride}, {self.padding}"
+            )
+        fan_in = in_channels * self.kernel_size[0] * self.kernel_size[1]
+        drawn = initializers.get(init)((fan_in, out_channels), rng)
+        weight = np.asarray(drawn).T.reshape(out_channels, in_channels, *self.kernel_size)
+        self.weight = Parameter(weight, dtype=dtype)
+        self.bias = Parameter(np.zeros(out_channels), dtype=dtype) if bias else None
+
+    def forward(self, x):
+        x = x if isinstance(x, Tensor) else Tensor(x, dtype=self.weight.dtype)
+        _check_image(self, x, self.in_channels)
+        return _prefixed(
+            self, F.conv2d, x, self.weight, self.bias, stride=self.stride, padding=self.padding
+        )
+
+    def extra_repr(self):
+        return (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+            f"stride={self.stride}, padding={self.padding}, bias={self.bias is not None}"
+        )
+
+
+class _Pool2d(Module):
+    function = None  # the functional form, set by subclasses
+
+    def __init__(self, kernel_size, stride=None):
+        super().__init__()
+        name = type(self).__name__
+        self.kernel_size = _pair(kernel_size, f"{name} kernel_size")
+        self.stride = self.kernel_size if stride is None else _pair(stride, f"{name} stride")
+        if min(self.kernel_size) < 1 or min(self.stride) < 1:
+            raise ValueError(
+                f"{name} needs kernel_size >= 1 and stride >= 1, got {self.kernel_size}, "
+                f"{self.stride}"
+            )
+
+    def forward(self, x):
+        _check_image(self, x, None)
+        return _prefixed(self, type(self).function, x, self.kernel_size, self.stride)
+
+    def extra_repr(self):
+        return f"kernel_size={self.kernel_size}, stride={self.stride}"
+
+
+@LAYERS.register("maxpool2d")
+class MaxPool2d(_Pool2d):
+    """Max over each window; the gradient goes to the window's first maximum (as PyTorch)."""
+
+    function = staticmethod(F.max_pool2d)
+
+
+@LAYERS.register("avgpool2d")
+class AvgPool2d(_Pool2d):
+    """Mean over each window."""
+
+    function = staticmethod(F.avg_pool2d)
+
+
+@LAYERS.register("flatten")
+class Flatten(Module):
+    """Merge the axes from start_dim on: (N, C, H, W) -> (N, C*H*W)."""
+
+    def __init__(self, start_dim=1):
+        super().__init__()
+        self.start_dim = start_dim
+
+    def forward(self, x):
+        return _prefixed(self, F.flatten, x, self.start_dim)
+
+    def extra_repr(self):
+        return f"start_dim={self.start_dim}"
+
+
+@LAYERS.register("batchnorm2d")
+class BatchNorm2d(BatchNorm1d):
+    """Spatial batch norm: per-channel statistics over N, H and W of (N, C, H, W) inputs.
+
+    Same parameters, running statistics and momentum convention as BatchNorm1d (PyTorch's).
+    """
+
+    def _check_input(self, x):
+        _check_image(self, x, self.num_features)
+
+
+@LAYERS.register("instancenorm2d")
+class InstanceNorm2d(Module):
+    """Normalize each (sample, channel) plane over H and W: group norm with one channel a group.
+
+    As in PyTorch's default, no affine parameters (`affine=True` adds a per-channel weight and
+    bias) and no running statistics: training and evaluation compute the same thing.
+    """
+
+    def __init__(self, num_features, eps=1e-5, affine=False, dtype=None):
+        super().__init__()
+        if num_features <= 0:
+            raise ValueError(f"InstanceNorm2d needs num_features > 0, got {num_features}")
+        self.num_features, self.eps = num_features, eps
+        self.weight = Parameter(np.ones(num_features), dtype=dtype) if affine else None
+        self.bias = Parameter(np.zeros(num_features), dtype=dtype) if affine else None
+
+    def forward(self, x):
+        _check_image(self, x, self.num_features)
+        return F.group_norm(x, self.num_features, self.weight, self.bias, self.eps)
+
+    def extra_repr(self):
+        return f"{self.num_features}, eps={self.eps}, affine={self.weight is not None}"
