@@ -36,6 +36,7 @@ bench: $(VENV)/.test
 	$(BIN)/python bench/tensor.py
 	$(BIN)/python bench/optim.py
 	$(BIN)/python bench/train.py
+	$(BIN)/python bench/conv.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
