@@ -59,6 +59,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.workloads import batch_norm_backward, batch_norm_train
 from engine import functional as F
 from engine import nn
 
@@ -142,10 +143,10 @@ class Numpy:
         mean1, var1, mean2, var2 = self.running
         n = x.shape[0]
 
-        h1, norm1 = _batch_norm(x @ w1 + b1, g1, be1, mean1, var1)
+        h1, norm1 = batch_norm_train(x @ w1 + b1, g1, be1, mean1, var1, EPS, MOMENTUM)
         r1 = np.maximum(h1, 0.0)
         a1, mask1 = self._dropout(r1)
-        h2, norm2 = _batch_norm(a1 @ w2 + b2, g2, be2, mean2, var2)
+        h2, norm2 = batch_norm_train(a1 @ w2 + b2, g2, be2, mean2, var2, EPS, MOMENTUM)
         r2 = np.maximum(h2, 0.0)
         a2, mask2 = self._dropout(r2)
         logits = a2 @ w3 + b3
@@ -162,11 +163,11 @@ class Numpy:
         dw3, db3 = a2.T @ dlogits, dlogits.sum(axis=0)
         da2 = dlogits @ w3.T
         dr2 = da2 if mask2 is None else da2 * mask2
-        dz2, dg2, dbe2 = _batch_norm_backward(dr2 * (r2 > 0.0), g2, norm2)
+        dz2, dg2, dbe2 = batch_norm_backward(dr2 * (r2 > 0.0), g2, norm2)
         dw2, db2 = a1.T @ dz2, dz2.sum(axis=0)
         da1 = dz2 @ w2.T
         dr1 = da1 if mask1 is None else da1 * mask1
-        dz1, dg1, dbe1 = _batch_norm_backward(dr1 * (r1 > 0.0), g1, norm1)
+        dz1, dg1, dbe1 = batch_norm_backward(dr1 * (r1 > 0.0), g1, norm1)
         dw1, db1 = x.T @ dz1, dz1.sum(axis=0)
 
         self.grads = [dw1, db1, dg1, dbe1, dw2, db2, dg2, dbe2, dw3, db3]
@@ -183,31 +184,6 @@ class Numpy:
 
     def first_weight_grad(self):
         return self.grads[0]
-
-
-def _batch_norm(z, gamma, beta, running_mean, running_var):
-    """Training-mode batch norm over axis 0; updates the running statistics as PyTorch does."""
-    n = z.shape[0]
-    mean = z.mean(axis=0)
-    centered = z - mean
-    var = (centered * centered).mean(axis=0)
-    inv_std = 1.0 / np.sqrt(var + EPS)
-    x_hat = centered * inv_std
-    running_mean *= 1.0 - MOMENTUM
-    running_mean += MOMENTUM * mean
-    running_var *= 1.0 - MOMENTUM
-    running_var += (MOMENTUM * n / (n - 1)) * var
-    return x_hat * gamma + beta, (x_hat, inv_std)
-
-
-def _batch_norm_backward(g, gamma, saved):
-    """dz = gamma / (n std) * (n g - sum(g) - x_hat sum(g x_hat)); dgamma, dbeta."""
-    x_hat, inv_std = saved
-    n = g.shape[0]
-    dbeta = g.sum(axis=0)
-    dgamma = (g * x_hat).sum(axis=0)
-    dz = (gamma * inv_std / n) * (n * g - dbeta - x_hat * dgamma)
-    return dz, dgamma, dbeta
 
 
 class Torch:

@@ -50,6 +50,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.workloads import batch_norm_backward, batch_norm_train
 from engine import manual_seed
 from engine.optim import Adam
 from engine.train.checks import evaluate
@@ -89,11 +90,11 @@ class NumpyMLP:
         """Forward, backward and one Adam step; returns the batch loss."""
         w1, b1, g1, be1, w2, b2, g2, be2, w3, b3 = self.params
         mean1, var1, mean2, var2 = self.running
-        h1, saved1 = _batch_norm_train(x @ w1 + b1, g1, be1, mean1, var1)
+        h1, saved1 = batch_norm_train(x @ w1 + b1, g1, be1, mean1, var1, BN_EPS, BN_MOMENTUM)
         r1 = np.maximum(h1, 0.0)
         mask1 = (dropout_rng.random(r1.shape) >= DROP) / (1.0 - DROP)
         a1 = r1 * mask1
-        h2, saved2 = _batch_norm_train(a1 @ w2 + b2, g2, be2, mean2, var2)
+        h2, saved2 = batch_norm_train(a1 @ w2 + b2, g2, be2, mean2, var2, BN_EPS, BN_MOMENTUM)
         r2 = np.maximum(h2, 0.0)
         mask2 = (dropout_rng.random(r2.shape) >= DROP) / (1.0 - DROP)
         a2 = r2 * mask2
@@ -102,10 +103,10 @@ class NumpyMLP:
 
         dw3, db3 = a2.T @ dlogits, dlogits.sum(axis=0)
         dh2 = (dlogits @ w3.T) * mask2 * (r2 > 0.0)
-        dz2, dg2, dbe2 = _batch_norm_backward(dh2, g2, saved2)
+        dz2, dg2, dbe2 = batch_norm_backward(dh2, g2, saved2)
         dw2, db2 = a1.T @ dz2, dz2.sum(axis=0)
         dh1 = (dz2 @ w2.T) * mask1 * (r1 > 0.0)
-        dz1, dg1, dbe1 = _batch_norm_backward(dh1, g1, saved1)
+        dz1, dg1, dbe1 = batch_norm_backward(dh1, g1, saved1)
         dw1, db1 = x.T @ dz1, dz1.sum(axis=0)
         self._adam([dw1, db1, dg1, dbe1, dw2, db2, dg2, dbe2, dw3, db3])
         return loss
@@ -151,28 +152,6 @@ def _cross_entropy(logits, labels, grad):
     dlogits[rows, labels] -= 1.0
     dlogits /= n
     return loss, dlogits
-
-
-def _batch_norm_train(z, gamma, beta, running_mean, running_var):
-    n = len(z)
-    mean = z.mean(axis=0)
-    centered = z - mean
-    var = (centered * centered).mean(axis=0)
-    inv_std = 1.0 / np.sqrt(var + BN_EPS)
-    x_hat = centered * inv_std
-    running_mean *= 1.0 - BN_MOMENTUM
-    running_mean += BN_MOMENTUM * mean
-    running_var *= 1.0 - BN_MOMENTUM
-    running_var += (BN_MOMENTUM * n / (n - 1)) * var
-    return x_hat * gamma + beta, (x_hat, inv_std)
-
-
-def _batch_norm_backward(g, gamma, saved):
-    x_hat, inv_std = saved
-    n = len(g)
-    dbeta = g.sum(axis=0)
-    dgamma = (g * x_hat).sum(axis=0)
-    return (gamma * inv_std / n) * (n * g - dbeta - x_hat * dgamma), dgamma, dbeta
 
 
 def _batch_norm_eval(z, gamma, beta, running_mean, running_var):

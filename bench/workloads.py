@@ -30,3 +30,28 @@ def scalar_mlp_weights(sizes=(2, 16, 16, 1), seed=1337):
     for fan_in, fan_out in itertools.pairwise(sizes):
         layers.append([([rng.uniform(-1, 1) for _ in range(fan_in)], 0.0) for _ in range(fan_out)])
     return layers
+
+
+def batch_norm_train(z, gamma, beta, running_mean, running_var, eps, momentum):
+    """Hand-written training-mode batch norm over axis 0 (the benchmarks' numpy reference);
+    updates the running statistics as PyTorch does. Returns (out, saved for backward)."""
+    n = len(z)
+    mean = z.mean(axis=0)
+    centered = z - mean
+    var = (centered * centered).mean(axis=0)
+    inv_std = 1.0 / np.sqrt(var + eps)
+    x_hat = centered * inv_std
+    running_mean *= 1.0 - momentum
+    running_mean += momentum * mean
+    running_var *= 1.0 - momentum
+    running_var += (momentum * n / (n - 1)) * var
+    return x_hat * gamma + beta, (x_hat, inv_std)
+
+
+def batch_norm_backward(g, gamma, saved):
+    """The notes' closed form: dz = gamma / (n std) * (n g - sum(g) - x_hat sum(g x_hat))."""
+    x_hat, inv_std = saved
+    n = len(g)
+    dbeta = g.sum(axis=0)
+    dgamma = (g * x_hat).sum(axis=0)
+    return (gamma * inv_std / n) * (n * g - dbeta - x_hat * dgamma), dgamma, dbeta

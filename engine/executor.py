@@ -73,12 +73,7 @@ def vjp_of(node, g):
     inputs = node.inputs
     attrs = node.attrs
     if op.floats_ok and op.plain and not attrs:
-        if len(inputs) == 2:
-            return op.vjp(g, node._data, inputs[0]._data, inputs[1]._data)
         return op.vjp(g, node._data, *[t._data for t in inputs])
-    if op.floats_ok and op.takes_needs and not attrs and len(inputs) == 2:
-        a, b = inputs
-        return op.vjp(g, node._data, a._data, b._data, needs=(a.requires_grad, b.requires_grad))
     args = _arguments(op, inputs)
     out = np.float64(node._data) if type(node._data) is float else node._data
     if type(g) is float and not op.floats_ok:

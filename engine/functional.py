@@ -229,7 +229,8 @@ def batch_norm(
             w = weight if weight is not None else _constant(np.ones(channels), x)
             b = bias if bias is not None else _constant(np.zeros(channels), x)
             out = apply(OPS["batch_norm_fused"], x, w, b, eps=eps)
-            _, _, batch_mean, batch_var = out.ctx if out.ctx is not None else _stats(x, axes)
+            # The op's saved context has the batch statistics; under no_grad none is kept.
+            batch_mean, batch_var = out.ctx[2:] if out.ctx is not None else _stats(x, axes)
         else:
             out, mean_node, var_node = _normalize(x, axes, eps)
             batch_mean, batch_var = mean_node.data, var_node.data
@@ -245,8 +246,9 @@ def batch_norm(
 
 
 def _stats(x, axes):
+    """Batch mean and biased variance of `x` over `axes` (kept dims), as plain arrays."""
     data = x.data
-    return None, None, data.mean(axis=axes, keepdims=True), data.var(axis=axes, keepdims=True)
+    return data.mean(axis=axes, keepdims=True), data.var(axis=axes, keepdims=True)
 
 
 def _update_running(running_mean, running_var, mean, var, count, momentum):

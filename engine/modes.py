@@ -78,21 +78,21 @@ class AnomalyError(FloatingPointError):
         self.phase = phase
 
 
-@contextlib.contextmanager
-def layer_scope(tag):
-    """Tag every node created inside with `tag` (the module that made it)."""
-    previous = STATE.layer
-    STATE.layer = tag
-    try:
-        yield tag
-    finally:
-        STATE.layer = previous
-
-
 def manual_seed(seed: int) -> np.random.Generator:
     """Reseed the generator that initializers and dropout use when given no `rng`."""
     STATE.rng = np.random.default_rng(seed)
     return STATE.rng
+
+
+@contextlib.contextmanager
+def use_rng(generator: np.random.Generator):
+    """Make `generator` the shared one (dropout's and initializers' default) inside a block."""
+    previous = STATE.rng
+    STATE.rng = generator
+    try:
+        yield generator
+    finally:
+        STATE.rng = previous
 
 
 def default_rng() -> np.random.Generator:

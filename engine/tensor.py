@@ -87,6 +87,8 @@ class Tensor:
     __array_ufunc__ = None  # numpy defers to our reflected operators (2.0 * t, arr + t)
 
     def __init__(self, data, requires_grad=False, name=None, dtype=None):
+        # The same fields as `_node`, written out twice on purpose: `_node` runs once per op
+        # on the hot path and stays one function without a helper call.
         self._data = _as_value(data, None if dtype is None else np.dtype(dtype))
         self._grad = None
         self._pending = None

@@ -29,7 +29,6 @@ watches the run the way the notes ask a person to:
 
 from __future__ import annotations
 
-import contextlib
 import math
 import sys
 import time
@@ -42,7 +41,7 @@ from tqdm import tqdm
 
 from engine import functional as F
 from engine.data.datasets import batches
-from engine.modes import STATE
+from engine.modes import use_rng
 from engine.tensor import Tensor
 from engine.train.checkpoint import load_checkpoint, save_checkpoint
 from engine.train.checks import (
@@ -160,7 +159,7 @@ def fit(
             "fit: augment needs images: give a Dataset with image_shape, or x of shape "
             f"(N, C, H, W); got x of shape {run.train.x.shape}"
         )
-    with _shared_generator(run.dropout_rng):
+    with use_rng(run.dropout_rng):
         start = run.resume() if resume and run.checkpoint.exists() else run.begin()
         total = epochs * run.steps_per_epoch()
         bar = tqdm(
@@ -201,17 +200,6 @@ def _check_options(epochs, batch_size, schedule, schedule_per, early_stopping, v
             raise ValueError(f"fit: early_stopping patience must be >= 1, got {early_stopping}")
         if val is None:
             raise ValueError("fit: early_stopping watches the validation loss: pass val=")
-
-
-@contextlib.contextmanager
-def _shared_generator(generator):
-    """Make `generator` the engine's shared one (dropout's default) for the block."""
-    previous = STATE.rng
-    STATE.rng = generator
-    try:
-        yield generator
-    finally:
-        STATE.rng = previous
 
 
 def best_path(checkpoint) -> Path:
