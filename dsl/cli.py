@@ -1,14 +1,20 @@
-"""The `topograd` command line. Today: `topograd demo`; the language's commands come next."""
+"""The `topograd` command line: `topograd COMMAND FILE [options]` (see `topograd -h`)."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import runpy
 import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+from dsl.commands import COMMANDS
+from dsl.commands.common import USAGE
+
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+
+MODULES = {"eval": "evaluate", "fmt": "format"}
 
 
 def _version() -> str:
@@ -19,29 +25,48 @@ def _version() -> str:
 
 
 def run_demo(arguments) -> int:
-    """Run the bundled sample (samples/moons_mlp.py) with the given arguments."""
+    """Run the engine-only sample (samples/moons_mlp.py) with the given arguments."""
     script = SAMPLES / "moons_mlp.py"
     if not script.is_file():
         print(f"topograd: the bundled sample is missing: {script}", file=sys.stderr)
-        return 2
+        return USAGE
     module = runpy.run_path(str(script), run_name="topograd_demo")
     return module["main"](arguments)
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="topograd", description="An autodiff engine you can see.")
-    parser.add_argument("--version", action="version", version=f"topograd {_version()}")
-    commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser(
-        "demo",
-        help="train the bundled sample network on two moons (options: --epochs, --seed, --dot)",
-        add_help=False,
+def _command(name: str):
+    return importlib.import_module(f"dsl.commands.{MODULES.get(name, name)}")
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="topograd",
+        description="Write a model in a small text language, train it, check its gradients, "
+        "draw its graph and step through it.",
     )
-    args, rest = parser.parse_known_args(argv)
-    if args.command == "demo":
-        return run_demo(rest)
-    parser.error(f"unknown command {args.command!r}")
-    return 2
+    top.add_argument("--version", action="version", version=f"topograd {_version()}")
+    commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMANDS:
+        _command(name).add_parser(commands)
+    commands.add_parser(
+        "demo", help="train the engine-only moons sample (samples/moons_mlp.py)", add_help=False
+    )
+    return top
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["demo"]:
+        return run_demo(argv[1:])
+    try:
+        args = parser().parse_args(argv)
+    except SystemExit as exit:  # argparse exits 2 on a usage error and 0 for --help
+        return int(exit.code or 0)
+    try:
+        return _command(args.command).run(args)
+    except KeyboardInterrupt:
+        print("topograd: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

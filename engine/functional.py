@@ -16,6 +16,7 @@ from engine.conv import flatten as flatten
 from engine.conv import max_pool2d as max_pool2d
 from engine.modes import resolve_rng
 from engine.ops import OPS
+from engine.registry import Registry
 from engine.tensor import Tensor, apply
 
 
@@ -161,6 +162,7 @@ def hinge_loss(scores, targets, margin=1.0, reduction="mean"):
     """SVM hinge loss.
 
     Binary: scores of shape (N,) or (N, 1) and targets in {-1, +1}: mean(max(0, margin - y*s)).
+    Class indices {0, 1} (as datasets label them) are read as -1 and +1.
     Multiclass (the cs231n SVM): scores (N, C) and integer labels:
     mean over samples of sum over j != y of max(0, s_j - s_y + margin).
     """
@@ -168,8 +170,10 @@ def hinge_loss(scores, targets, margin=1.0, reduction="mean"):
     if scores.ndim == 1 or (scores.ndim == 2 and scores.shape[1] == 1):
         y = np.asarray(targets.data if isinstance(targets, Tensor) else targets, dtype=scores.dtype)
         y = y.reshape(scores.shape)
+        if np.all(np.isin(y, (0.0, 1.0))):
+            y = 2.0 * y - 1.0
         if not np.all(np.isin(y, (-1.0, 1.0))):
-            raise ValueError("hinge_loss: binary targets must be -1 or +1")
+            raise ValueError("hinge_loss: binary targets must be -1 and +1 (or classes 0 and 1)")
         return _reduce((margin - scores * _constant(y, scores)).relu(), reduction)
     if scores.ndim != 2:
         raise ValueError(f"hinge_loss: scores must be (N,), (N, 1) or (N, C), got {scores.shape}")
@@ -336,3 +340,52 @@ def dropout(x, p=0.5, training=True, inverted=True, rng=None):
     keep = resolve_rng(rng).random(x.shape) >= p
     mask = keep / (1.0 - p) if inverted else keep
     return x * _constant(mask, x).named("dropout_mask")
+
+
+# --- names the model language resolves --------------------------------------------------------
+LOSSES = Registry("loss")
+"""Loss functions by name: each is `loss(outputs, targets, **options) -> scalar Tensor`."""
+for _name, _loss in (
+    ("cross_entropy", cross_entropy),
+    ("mse", mse_loss),
+    ("bce_with_logits", binary_cross_entropy_with_logits),
+    ("hinge", hinge_loss),
+):
+    LOSSES.register(_name)(_loss)
+
+
+def _method(name):
+    def call(x, *args, **options):
+        return getattr(_tensor(x), name)(*args, **options)
+
+    call.__name__ = name
+    call.__doc__ = f"Tensor.{name} as a function."
+    return call
+
+
+FUNCTIONS = Registry("function")
+"""Functions a graph expression may call, by name: tensors in, a tensor out."""
+for _name in ("exp", "log", "sqrt", "abs", "sum", "mean", "max", "reshape", "transpose"):
+    FUNCTIONS.register(_name)(_method(_name))
+for _name, _function in (
+    ("tanh", tanh),
+    ("relu", relu),
+    ("sigmoid", sigmoid),
+    ("softplus", softplus),
+    ("leaky_relu", leaky_relu),
+    ("elu", elu),
+    ("maximum", maximum),
+    ("softmax", softmax),
+    ("log_softmax", log_softmax),
+    ("layer_norm", layer_norm),
+    ("group_norm", group_norm),
+    ("batch_norm", batch_norm),
+    ("dropout", dropout),
+    ("conv2d", conv2d),
+    ("max_pool2d", max_pool2d),
+    ("avg_pool2d", avg_pool2d),
+    ("flatten", flatten),
+):
+    FUNCTIONS.register(_name)(_function)
+for _name, _loss in LOSSES.items():
+    FUNCTIONS.register(_name)(_loss)

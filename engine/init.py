@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from engine.modes import resolve_rng
+from engine.registry import Registry
 
 
 def _fan_in(shape) -> int:
@@ -35,6 +36,11 @@ def he(shape, rng=None):
     return resolve_rng(rng).standard_normal(tuple(shape)) / np.sqrt(_fan_in(shape) / 2.0)
 
 
+def uniform(shape, rng=None, low=-1.0, high=1.0):
+    """U(low, high) whatever the fan-in: micrograd's Neuron init, kept for comparison."""
+    return resolve_rng(rng).uniform(low, high, size=tuple(shape))
+
+
 def zeros(shape, rng=None):
     return np.zeros(tuple(shape))
 
@@ -43,21 +49,23 @@ def ones(shape, rng=None):
     return np.ones(tuple(shape))
 
 
-INITIALIZERS = {
-    "small_random": small_random,
-    "xavier": xavier,
-    "he": he,
-    "zeros": zeros,
-    "ones": ones,
-}
+INITIALIZERS = Registry("initializer")
+for _name, _function in (
+    ("small_random", small_random),
+    ("xavier", xavier),
+    ("he", he),
+    ("uniform", uniform),
+    ("zeros", zeros),
+    ("ones", ones),
+):
+    INITIALIZERS.register(_name)(_function)
 
 
 def get(init):
     """Resolve an initializer given by name or as a callable `(shape, rng) -> ndarray`."""
     if callable(init):
         return init
-    try:
-        return INITIALIZERS[init]
-    except KeyError:
-        known = ", ".join(sorted(INITIALIZERS))
-        raise ValueError(f"unknown initializer {init!r}; known: {known}") from None
+    if init not in INITIALIZERS:
+        known = ", ".join(INITIALIZERS.names())
+        raise ValueError(f"unknown initializer {init!r}; known: {known}")
+    return INITIALIZERS.get(init)

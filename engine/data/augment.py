@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from engine.data.datasets import as_generator
+from engine.registry import Registry
 
 
 def _images(images) -> np.ndarray:
@@ -325,3 +326,16 @@ def average_predictions(predict_fn, images, views_fn=test_time_views) -> np.ndar
     if total is None:
         raise ValueError("average_predictions: views_fn returned no views")
     return total / len(views)
+
+
+AUGMENTATIONS = Registry("augmentation")
+"""Augmentations by name (model files write `augment crop(padding=1)`)."""
+for _name, _class in (
+    ("flip", HorizontalFlip),
+    ("crop", RandomCrop),
+    ("scale_crop", RandomScaleCrop),
+    ("noise", GaussianNoise),
+    ("brightness_contrast", BrightnessContrast),
+    ("cutout", Cutout),
+):
+    AUGMENTATIONS.register(_name)(_class)

@@ -28,6 +28,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from engine.registry import Registry
+
 
 class DataError(ValueError):
     """A data file or dataset request that cannot be read; the message names what and where."""
@@ -368,6 +370,10 @@ BUILTIN: dict[str, Callable[..., Dataset]] = {
     "circles": make_circles,
     "spiral": make_spiral,
 }
+DATASETS = Registry("dataset")
+"""The built-in datasets by name, for model files (`dataset moons(n=200)`)."""
+for _name, _loader in BUILTIN.items():
+    DATASETS.register(_name)(_loader)
 
 
 def load_dataset(name_or_path, **options) -> Dataset:

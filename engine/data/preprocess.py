@@ -23,6 +23,8 @@ import math
 
 import numpy as np
 
+from engine.registry import Registry
+
 
 class NotFittedError(RuntimeError):
     """A preprocessing step was used before `fit` (or `load_state_dict`) gave it statistics."""
@@ -390,3 +392,14 @@ class Pipeline(Preprocessor):
 
     def __repr__(self) -> str:
         return f"Pipeline({self.steps!r})"
+
+
+PREPROCESSORS = Registry("preprocessor")
+"""Preprocessing steps by name (model files write `preprocess standardize`)."""
+for _name, _class in (
+    ("mean_subtraction", MeanSubtraction),
+    ("standardize", Standardize),
+    ("pca", PCA),
+    ("whitening", Whitening),
+):
+    PREPROCESSORS.register(_name)(_class)

@@ -8,6 +8,7 @@ from engine.nn.conv import (
     Flatten,
     InstanceNorm2d,
     MaxPool2d,
+    Unflatten,
 )
 from engine.nn.layers import (
     ELU,
@@ -23,6 +24,7 @@ from engine.nn.layers import (
 )
 from engine.nn.module import LayerTag, Module, Parameter
 from engine.nn.norm import BatchNorm1d, GroupNorm, LayerNorm
+from engine.nn.scalar import Neuron, ScalarLinear, ScalarSequential
 
 __all__ = [
     "ELU",
@@ -42,9 +44,13 @@ __all__ = [
     "MaxPool2d",
     "Maxout",
     "Module",
+    "Neuron",
     "Parameter",
     "ReLU",
+    "ScalarLinear",
+    "ScalarSequential",
     "Sequential",
     "Sigmoid",
     "Tanh",
+    "Unflatten",
 ]

@@ -147,6 +147,31 @@ class Flatten(Module):
         return f"start_dim={self.start_dim}"
 
 
+@LAYERS.register("unflatten")
+class Unflatten(Module):
+    """Fold rows (N, C*H*W), as Datasets and `fit` pass them, into images (N, C, H, W);
+    inputs that already have the image shape pass through unchanged."""
+
+    def __init__(self, shape):
+        super().__init__()
+        self.shape = tuple(int(size) for size in shape)
+        if not self.shape or min(self.shape) < 1:
+            raise ValueError(f"Unflatten needs positive sizes, got {shape}")
+
+    def forward(self, x):
+        if tuple(x.shape[1:]) == self.shape:
+            return x
+        size = int(np.prod(self.shape))
+        if x.ndim != 2 or x.shape[1] != size:
+            raise ValueError(
+                f"Unflatten{self.shape}: expected rows of {size} values, got shape {x.shape}"
+            )
+        return x.reshape(-1, *self.shape)
+
+    def extra_repr(self):
+        return f"{self.shape}"
+
+
 @LAYERS.register("batchnorm2d")
 class BatchNorm2d(BatchNorm1d):
     """Spatial batch norm: per-channel statistics over N, H and W of (N, C, H, W) inputs.

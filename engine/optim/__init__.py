@@ -11,9 +11,25 @@ from engine.optim.adaptive import Adadelta, Adagrad, RMSprop
 from engine.optim.lr_finder import RangeTestResult, lr_range_test, suggest_lr
 from engine.optim.optimizer import Optimizer, check_range
 from engine.optim.sgd import SGD
+from engine.registry import Registry
+
+OPTIMIZERS = Registry("optimizer")
+"""Optimizers by name (model files write `optimizer adam(lr=1e-3)`); each takes the
+parameters (or groups) first, then torch.optim's options."""
+for _name, _optimizer in (
+    ("sgd", SGD),
+    ("adagrad", Adagrad),
+    ("rmsprop", RMSprop),
+    ("adadelta", Adadelta),
+    ("adam", Adam),
+    ("adamw", AdamW),
+    ("nadam", NAdam),
+):
+    OPTIMIZERS.register(_name)(_optimizer)
 
 __all__ = [
     "EWMA",
+    "OPTIMIZERS",
     "SGD",
     "Adadelta",
     "Adagrad",

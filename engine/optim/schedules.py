@@ -44,6 +44,7 @@ from bisect import bisect_right
 from collections import Counter
 
 from engine.optim.optimizer import check_range
+from engine.registry import Registry
 
 
 def _check_int(name: str, value, low: int) -> int:
@@ -454,7 +455,23 @@ class LinearWarmup(LRScheduler):
             self.after.load_state_dict(after)
 
 
+SCHEDULES = Registry("schedule")
+"""Schedules by name (model files write `schedule cosine(T_max=100)`); each takes the
+optimizer first, then its options."""
+for _name, _schedule in (
+    ("step", StepLR),
+    ("multistep", MultiStepLR),
+    ("exponential", ExponentialLR),
+    ("inverse_time", InverseTimeLR),
+    ("cosine", CosineAnnealingLR),
+    ("cosine_restarts", CosineAnnealingWarmRestarts),
+    ("cyclic", CyclicLR),
+    ("warmup", LinearWarmup),
+):
+    SCHEDULES.register(_name)(_schedule)
+
 __all__ = [
+    "SCHEDULES",
     "CosineAnnealingLR",
     "CosineAnnealingWarmRestarts",
     "CyclicLR",

@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from engine import manual_seed
+from engine.registry import Registry
 from engine.train.fit import fit
 from engine.train.history import EARLY_STOPPING
 
@@ -227,6 +228,22 @@ class Choice:
 
 
 Distribution = Uniform | LogUniform | IntUniform | Choice
+
+
+def choice(*options) -> Choice:
+    """`choice(32, 64, 128)`: the model language's spelling of Choice."""
+    return Choice(options)
+
+
+DISTRIBUTIONS = Registry("distribution")
+"""Search distributions by name, as model files write them (`lr ~ loguniform(1e-4, 1e-1)`)."""
+for _name, _distribution in (
+    ("uniform", Uniform),
+    ("loguniform", LogUniform),
+    ("intuniform", IntUniform),
+    ("choice", choice),
+):
+    DISTRIBUTIONS.register(_name)(_distribution)
 
 
 def _check_space(space: Mapping) -> dict:

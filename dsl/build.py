@@ -1,0 +1,232 @@
+"""The builder: a checked Spec -> engine objects (model, data, loss, optimizer, schedule).
+
+Nothing here decides whether a file is valid (the checker did); the engine may still refuse
+a value only it can judge (a CyclicLR mode, a PCA size larger than the data), and that
+error is turned into a DslBuildError at the line that set the value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from dsl.datasets import load
+from dsl.errors import DslBuildError, Problem, Source
+from dsl.graphs import GraphValues, evaluate_graph
+from dsl.spec import Entry, NetworkSpec, Spec
+from engine import manual_seed, nn
+from engine.data.augment import AUGMENTATIONS, Compose
+from engine.data.datasets import Splits, split
+from engine.data.preprocess import PREPROCESSORS, Pipeline
+from engine.functional import LOSSES
+from engine.nn.layers import LAYERS
+from engine.optim import OPTIMIZERS
+from engine.optim.schedules import SCHEDULES
+from engine.train.search import DISTRIBUTIONS
+
+
+class _BlameError(Exception):
+    def __init__(self, pos, message):
+        super().__init__(message)
+        self.pos, self.message = pos, message
+
+
+def _call(entry: Entry, target: Callable, *args, **extra):
+    """target(*args, **entry.kwargs, **extra), an engine refusal blamed on the entry's line."""
+    try:
+        return target(*args, **entry.kwargs, **extra)
+    except (ValueError, TypeError) as error:
+        raise _BlameError(entry.pos, f"{entry.name}: {error}") from None
+
+
+# --- model ---------------------------------------------------------------------------------------
+def build_model(network: NetworkSpec, seed: int = 0) -> nn.Module:
+    """The network as a Sequential (ScalarSequential in scalar mode); initial weights come
+    from `seed`, so the same file and seed give the same weights."""
+    manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    modules = []
+    for layer in network.layers:
+        target = LAYERS.get(layer.kind)
+        parameters = inspect.signature(target).parameters
+        extra = {}
+        if "rng" in parameters:
+            extra["rng"] = rng
+        if "dtype" in parameters:
+            extra["dtype"] = network.dtype
+        modules.append(_call(Entry(layer.kind, layer.kwargs, layer.pos), target, **extra))
+    container = nn.ScalarSequential if network.scalar else nn.Sequential
+    model = container(*modules)
+    for module, layer in zip(modules, network.layers):
+        if layer.label is not None:
+            object.__setattr__(module, "_local_name", layer.label)
+    return model
+
+
+def decayed_parameters(model) -> list:
+    """The weights (matrices, kernels, scalar neurons' w_i): what L2 and `decay weights`
+    touch. Biases and normalization scales/shifts are left alone, as the notes advise."""
+    chosen = []
+    for module in model.modules():
+        for name, value in vars(module).items():
+            if not isinstance(value, nn.Parameter):
+                continue
+            if value.ndim >= 2 or (isinstance(module, nn.Neuron) and name != "b"):
+                chosen.append(value)
+    return chosen
+
+
+# --- data ----------------------------------------------------------------------------------------
+@dataclass
+class Data:
+    splits: Splits
+    augment: Callable | None
+    preprocess: Pipeline | None
+
+
+def build_data(spec: Spec) -> Data:
+    """Split, fit preprocessing on the training part only, and apply it to all three."""
+    data = spec.data
+    dataset = load(data.dataset)
+    parts = split(
+        dataset, val=data.val, test=data.test, seed=data.split_seed, stratify=data.stratify
+    )
+    pipeline = None
+    if data.preprocess:
+        steps = []
+        for entry in data.preprocess:
+            target = PREPROCESSORS.get(entry.name)
+            extra = {}
+            if "image_shape" in inspect.signature(target).parameters:
+                extra["image_shape"] = entry.kwargs.get("image_shape", dataset.image_shape)
+            kwargs = {k: v for k, v in entry.kwargs.items() if k not in extra}
+            steps.append(_call(Entry(entry.name, kwargs, entry.pos), target, **extra))
+        pipeline = Pipeline(steps)
+        try:
+            train_x = pipeline.fit_transform(parts.train.x)
+            parts = Splits(
+                dataclasses.replace(parts.train, x=train_x),
+                dataclasses.replace(parts.val, x=pipeline.transform(parts.val.x)),
+                dataclasses.replace(parts.test, x=pipeline.transform(parts.test.x)),
+            )
+        except ValueError as error:
+            raise _BlameError(data.preprocess[0].pos, f"preprocess: {error}") from None
+    augment = None
+    if data.augment:
+        pieces = [_call(e, AUGMENTATIONS.get(e.name)) for e in data.augment]
+        augment = pieces[0] if len(pieces) == 1 else Compose(pieces)
+    return Data(parts, augment, pipeline)
+
+
+# --- loss, optimizer, schedule -------------------------------------------------------------------
+def build_loss(spec: Spec, model) -> Callable:
+    """loss(outputs, targets): the data loss, plus (l2 / 2) * sum of squared weights."""
+    entry = spec.train.loss
+    function, options = LOSSES.get(entry.name), dict(entry.kwargs)
+    strength = spec.train.l2
+    weights = decayed_parameters(model) if strength > 0 else []
+
+    def loss(outputs, targets):
+        value = function(outputs, targets, **options)
+        if weights:
+            penalty = sum(((w * w).sum() for w in weights[1:]), (weights[0] * weights[0]).sum())
+            value = value + 0.5 * strength * penalty
+        return value
+
+    loss.__name__ = entry.name
+    return loss
+
+
+def build_optimizer(entry: Entry, model, decay: str = "all"):
+    """The optimizer over every parameter; with decay "weights", weight_decay applies to the
+    weights only (a second group without it holds biases and norm parameters)."""
+    target = OPTIMIZERS.get(entry.name)
+    params = model.parameters()
+    if decay == "weights" and entry.kwargs.get("weight_decay", 0):
+        chosen = {id(p) for p in decayed_parameters(model)}
+        groups = [
+            {"params": [p for p in params if id(p) in chosen]},
+            {"params": [p for p in params if id(p) not in chosen], "weight_decay": 0.0},
+        ]
+        params = [g for g in groups if g["params"]]
+    return _call(entry, target, params)
+
+
+def build_schedule(entry: Entry | None, optimizer):
+    """The schedule on `optimizer`; a nested schedule (warm-up's `after=`) is built first."""
+    if entry is None:
+        return None
+    kwargs = {
+        key: build_schedule(value, optimizer) if isinstance(value, Entry) else value
+        for key, value in entry.kwargs.items()
+    }
+    return _call(Entry(entry.name, kwargs, entry.pos), SCHEDULES.get(entry.name), optimizer)
+
+
+def distribution(entry: Entry):
+    """A search distribution from its Entry (choice's options are its positional values)."""
+    target = DISTRIBUTIONS.get(entry.name)
+    kwargs = dict(entry.kwargs)
+    options = kwargs.pop("*", [])
+    return target(*options, **kwargs)
+
+
+def build_graph(graph, seed: int = 0) -> GraphValues:
+    return evaluate_graph(graph.items, graph.constants, seed)
+
+
+# --- everything at once --------------------------------------------------------------------------
+@dataclass
+class Built:
+    """One training run's engine objects (the first optimizer when the file compares several)."""
+
+    spec: Spec
+    model: nn.Module
+    data: Data | None
+    loss: Callable | None
+    optimizer: object
+    schedule: object
+
+    def fit_options(self) -> dict:
+        """Keyword arguments for engine.train.fit, from the train section."""
+        train = self.spec.train
+        options = dict(train.fit_options)
+        options.update(
+            epochs=train.epochs,
+            batch_size=train.batch_size,
+            seed=train.seed,
+            loss=self.loss,
+            schedule=self.schedule,
+            augment=self.data.augment if self.data else None,
+            early_stopping=train.early_stopping,
+            checkpoint=train.checkpoint,
+        )
+        return options
+
+
+def build(spec: Spec, source: Source, seed: int | None = None, optimizer_index: int = 0) -> Built:
+    """Engine objects for a checked network file; `seed` overrides the train section's."""
+    try:
+        if spec.network is None:
+            raise _BlameError(
+                spec.graphs[0].pos if spec.graphs else None, "the file has no network"
+            )
+        train = spec.train
+        seed = seed if seed is not None else (train.seed if train else 0)
+        model = build_model(spec.network, seed)
+        data = build_data(spec) if spec.data else None
+        loss = optimizer = schedule = None
+        if train is not None:
+            loss = build_loss(spec, model)
+            entry = train.optimizers[optimizer_index]
+            optimizer = build_optimizer(entry, model, train.decay)
+            schedule = build_schedule(train.schedule, optimizer)
+        return Built(spec, model, data, loss, optimizer, schedule)
+    except _BlameError as blame:
+        from dsl.ast import NOWHERE
+
+        raise DslBuildError(source, [Problem(blame.pos or NOWHERE, blame.message)]) from None

@@ -1,0 +1,813 @@
+"""The checker: a parsed program -> Spec, or every problem in the file at once.
+
+It folds constants, resolves every name through the engine's registries (suggesting the
+closest name on a typo), binds options to the engine's signatures (dsl.options), checks
+ranges, infers layer sizes from the data and probes each layer with a tiny batch so that a
+shape mismatch is reported at the layer that causes it.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from dsl import ast
+from dsl.errors import DslCheckError, Problem, Source
+from dsl.graphs import evaluate_graph
+from dsl.options import bind, range_problem, suggest, type_problem
+from dsl.spec import (
+    DataSpec,
+    Entry,
+    GraphSpec,
+    LayerSpec,
+    NetworkSpec,
+    RangeTestSpec,
+    SearchSpec,
+    Spec,
+    TrainSpec,
+)
+from dsl.values import FoldError, Ref, Symbol, describe, fold, is_number, plain
+from engine import no_grad
+from engine.data.augment import AUGMENTATIONS
+from engine.data.datasets import DATASETS, DataError
+from engine.data.preprocess import PREPROCESSORS
+from engine.functional import LOSSES
+from engine.init import INITIALIZERS
+from engine.nn.layers import LAYERS
+from engine.optim import OPTIMIZERS
+from engine.optim.lr_finder import lr_range_test
+from engine.optim.schedules import SCHEDULES
+from engine.registry import Registry
+from engine.tensor import Tensor
+from engine.train.search import DISTRIBUTIONS
+
+# --- what each section accepts ------------------------------------------------------------------
+SECTION_KEYS = {
+    "data": ("dataset", "val", "test", "stratify", "split_seed", "preprocess", "augment"),
+    "train": (
+        "loss",
+        "optimizer",
+        "schedule",
+        "schedule_per",
+        "l2",
+        "decay",
+        "epochs",
+        "batch",
+        "seed",
+        "checkpoint",
+        "early_stopping",
+        "ensemble",
+        "explosion_factor",
+        "drop_last",
+        "check_initial_loss",
+        "track_stats",
+        "eval_batch",
+        "baseline_error",
+    ),
+    "search": ("trials", "stages", "shrink", "top", "seed", "metric", "minimize", "epochs"),
+    "lr_range_test": ("start_lr", "end_lr", "num_steps", "smoothing", "divergence"),
+}
+REPEATABLE = {"preprocess", "augment"}
+NETWORK_OPTIONS = ("scalar", "input", "classes", "dtype")
+METRICS = ("val_acc", "val_loss", "train_acc", "train_loss")
+
+INFERRED = frozenset(
+    {"in_features", "num_features", "in_channels", "num_channels", "normalized_shape"}
+)
+OUTPUT_SIZES = ("out_features", "out_channels")
+SCALAR_LAYERS = ("linear", "relu", "tanh", "sigmoid", "leaky_relu", "elu")
+DROPOUT_ALIASES = {"keep": ("p", lambda keep: 1.0 - keep), "drop": ("p", lambda drop: drop)}
+MAX_REPEAT = 10_000
+
+
+def snapshot(cycles: int, epochs_per_cycle: int, lr_max: float, lr_min: float = 0.0, last=None):
+    """Signature of `ensemble snapshot(...)` (engine.train.snapshot_ensemble's options)."""
+
+
+def independent(members: int = 5):
+    """Signature of `ensemble independent(members=5)`: one model per seed, then averaged."""
+
+
+ENSEMBLES = Registry("ensemble")
+ENSEMBLES.register("snapshot")(snapshot)
+ENSEMBLES.register("independent")(independent)
+
+
+class _Checker:
+    def __init__(self, program: ast.Program, source: Source, overrides: dict | None):
+        self.program, self.source = program, source
+        self.overrides = overrides or {}
+        self.problems: list[Problem] = []
+        self.constants: dict = {}
+        self.positions: dict = {}
+
+    # --- reporting --------------------------------------------------------------------------
+    def problem(self, pos, message, hint=None) -> None:
+        self.problems.append(Problem(pos, message, hint))
+
+    def folded(self, expr):
+        """The expression's value, or None after reporting why it has none."""
+        try:
+            return fold(expr, self.constants)
+        except FoldError as error:
+            self.problem(error.pos, error.message, error.hint)
+            return None
+
+    def unknown_name(self, value: Symbol, what: str = "name") -> None:
+        hint = suggest(value.name, self.constants)
+        self.problem(value.pos, f"unknown {what} {value.name!r}", hint)
+
+    # --- the whole program ------------------------------------------------------------------
+    def run(self) -> Spec:
+        self.lets()
+        sections = self.sections()
+        data = self.data(sections.get("data"))
+        train = self.train(sections.get("train"))
+        networks = self.program.of_type(ast.Network)
+        for extra in networks[1:]:
+            self.problem(extra.pos, "a file declares at most one network")
+        network = self.network(networks[0], data, train) if networks else None
+        graphs = self.graphs()
+        search = self.search(sections.get("search"))
+        range_test = self.range_test(sections.get("lr_range_test"))
+        self.cross_checks(sections, network, data, train, graphs)
+        if self.problems:
+            raise DslCheckError(self.source, self.problems)
+        return Spec(
+            constants=dict(self.constants),
+            graphs=tuple(graphs),
+            network=network,
+            data=data,
+            train=train,
+            search=search,
+            range_test=range_test,
+            positions=dict(self.positions),
+        )
+
+    def lets(self) -> None:
+        for let in self.program.of_type(ast.Let):
+            if let.name in self.constants:
+                self.problem(let.pos, f"{let.name!r} is already defined")
+                continue
+            value = self.folded(let.value)
+            if isinstance(value, Symbol):
+                self.unknown_name(value)
+                value = None
+            if let.name in self.overrides:
+                value = self.overrides[let.name]
+            self.constants[let.name] = value
+            self.positions[let.name] = let.pos
+
+    def sections(self) -> dict[str, dict]:
+        """Each section's settings by key (lists for repeatable keys), after the key checks."""
+        found: dict[str, dict] = {}
+        for section in self.program.of_type(ast.Section):
+            if section.kind in found:
+                self.problem(section.pos, f"a second {section.kind} section; merge them into one")
+                continue
+            settings: dict = {"@": section}
+            allowed = SECTION_KEYS[section.kind]
+            for item in section.items:
+                if isinstance(item, ast.Sample):
+                    if section.kind != "search":
+                        self.problem(item.pos, "'~' (a distribution) is only for search sections")
+                    else:
+                        settings.setdefault("~", []).append(item)
+                    continue
+                if item.key not in allowed:
+                    self.problem(
+                        item.pos,
+                        f"unknown {section.kind} setting {item.key!r}",
+                        suggest(item.key, allowed) or f"settings: {', '.join(allowed)}",
+                    )
+                    continue
+                if item.key in REPEATABLE:
+                    settings.setdefault(item.key, []).append(item)
+                elif item.key in settings:
+                    self.problem(item.pos, f"{item.key} is set twice in {section.kind}")
+                else:
+                    settings[item.key] = item
+            found[section.kind] = settings
+        return found
+
+    # --- typed settings ---------------------------------------------------------------------
+    def setting(self, settings, key, kind, default=None):
+        """A setting's value checked against a type ("int", "number", "bool", "text") and the
+        named range in dsl.options.RANGES (or a local rule by key)."""
+        item = settings.get(key)
+        if item is None:
+            return default
+        value = self.folded(item.value)
+        if value is None and kind.endswith("?"):
+            return None
+        if isinstance(value, Symbol) and kind not in ("text", "text?"):
+            self.unknown_name(value)
+            return default
+        problem = type_problem(key, value, kind) or range_problem(key, value)
+        problem = problem or _local_range(key, value)
+        if problem:
+            self.problem(item.value.pos, problem)
+            return default
+        return plain(value)
+
+    def entry(self, value, registry: Registry, what: str, pos, skip=0, **bind_options):
+        """Resolve a name or call against a registry and bind its options; None on error."""
+        if isinstance(value, Symbol):
+            value = Ref(value.name, pos=value.pos)
+        if not isinstance(value, Ref):
+            self.problem(pos, f"expected a {what} name, got {describe(value)}")
+            return None
+        if value.name not in registry:
+            known = registry.names()
+            self.problem(
+                value.pos,
+                f"unknown {what} {value.name!r}",
+                suggest(value.name, known) or f"known: {', '.join(known)}",
+            )
+            return None
+        target = registry.get(value.name)
+        binding = bind(value, target, f"{what} {value.name}", skip=skip, **bind_options)
+        for where, message, hint in binding.problems:
+            self.problem(where, message, hint)
+        kwargs = {}
+        for key, item in binding.kwargs.items():
+            original = value.options().get(key)
+            if isinstance(original, Ref):
+                nested = self.entry(original, registry, what, original.pos, skip, **bind_options)
+                kwargs[key] = nested
+            elif isinstance(original, Symbol) and key == "init":
+                if original.name not in INITIALIZERS:
+                    self.problem(
+                        original.pos,
+                        f"unknown initializer {original.name!r}",
+                        suggest(original.name, INITIALIZERS.names())
+                        or f"known: {', '.join(INITIALIZERS.names())}",
+                    )
+                kwargs[key] = item
+            else:
+                kwargs[key] = item
+        for key, item in value.options().items():
+            if isinstance(item, Symbol) and key != "init" and key in binding.kwargs:
+                parameter_kind = _kind_of(target, key, skip)
+                if parameter_kind not in ("text", None):
+                    self.unknown_name(item)
+        for item in value.args:
+            if isinstance(item, Symbol):
+                self.unknown_name(item)
+        if binding.problems:
+            return None
+        return Entry(value.name, kwargs, value.pos)
+
+    # --- data ---------------------------------------------------------------------------------
+    def data(self, settings) -> DataSpec | None:
+        if settings is None:
+            return None
+        section = settings["@"]
+        item = settings.get("dataset")
+        if item is None:
+            self.problem(section.pos, "the data section needs a dataset, e.g. `dataset digits`")
+            return None
+        value = self.folded(item.value)
+        if isinstance(value, str):
+            path = Path(value)
+            if not path.is_absolute():
+                path = Path(self.source.name).parent / path
+            dataset_entry = Entry("file", {"path": str(path)}, item.value.pos)
+        else:
+            dataset_entry = self.entry(value, DATASETS, "dataset", item.value.pos)
+        val = self.setting(settings, "val", "number", 0.15)
+        test = self.setting(settings, "test", "number", 0.15)
+        if val + test >= 1:
+            self.problem(section.pos, f"val + test must leave training data, got {val + test}")
+        stratify = self.setting(settings, "stratify", "bool", True)
+        split_seed = self.setting(settings, "split_seed", "int", 0)
+        preprocess = self.repeated(settings, "preprocess", PREPROCESSORS, "preprocessor")
+        augment = self.repeated(settings, "augment", AUGMENTATIONS, "augmentation")
+        if dataset_entry is None:
+            return None
+        dataset = self.load(dataset_entry)
+        if dataset is None:
+            return None
+        if augment and dataset.image_shape is None:
+            self.problem(
+                settings["augment"][0].pos,
+                f"augmentation needs images, and dataset {dataset.name!r} has none",
+            )
+        classes = len(dataset.classes) if dataset.classes else int(dataset.y.max()) + 1
+        return DataSpec(
+            dataset=dataset_entry,
+            val=val,
+            test=test,
+            stratify=stratify,
+            split_seed=split_seed,
+            preprocess=tuple(preprocess),
+            augment=tuple(augment),
+            features=int(dataset.x.shape[1]),
+            classes=classes,
+            image_shape=None if dataset.image_shape is None else tuple(dataset.image_shape),
+            pos=section.pos,
+        )
+
+    def repeated(self, settings, key, registry, what) -> list[Entry]:
+        entries = []
+        for item in settings.get(key, []):
+            value = self.folded(item.value)
+            values = value if isinstance(value, tuple) else (value,)
+            for one in values:
+                entry = self.entry(one, registry, what, item.value.pos)
+                if entry is not None:
+                    entries.append(entry)
+        return entries
+
+    def load(self, entry: Entry):
+        from dsl.datasets import load
+
+        try:
+            return load(entry)
+        except (DataError, OSError, ValueError) as error:
+            self.problem(entry.pos, f"cannot load the dataset: {error}")
+            return None
+
+    # --- train ----------------------------------------------------------------------------------
+    def train(self, settings) -> TrainSpec | None:
+        if settings is None:
+            return None
+        section = settings["@"]
+        loss = optimizers = None
+        if "loss" in settings:
+            value = self.folded(settings["loss"].value)
+            loss = self.entry(value, LOSSES, "loss", settings["loss"].value.pos, skip=2)
+        else:
+            self.problem(section.pos, "the train section needs a loss, e.g. `loss cross_entropy`")
+        if "optimizer" in settings:
+            value = self.folded(settings["optimizer"].value)
+            pos = settings["optimizer"].value.pos
+            values = value if isinstance(value, tuple) else (value,)
+            if not values:
+                self.problem(pos, "an empty list of optimizers")
+            optimizers = [self.entry(v, OPTIMIZERS, "optimizer", pos, skip=1) for v in values]
+            optimizers = None if None in optimizers or not values else optimizers
+        else:
+            self.problem(
+                section.pos, "the train section needs an optimizer, e.g. `optimizer adam(lr=1e-3)`"
+            )
+        schedule = None
+        if "schedule" in settings:
+            value = self.folded(settings["schedule"].value)
+            schedule = self.entry(value, SCHEDULES, "schedule", settings["schedule"].value.pos, 1)
+        ensemble = None
+        if "ensemble" in settings:
+            value = self.folded(settings["ensemble"].value)
+            ensemble = self.entry(value, ENSEMBLES, "ensemble", settings["ensemble"].value.pos)
+            if ensemble is not None and ensemble.name == "snapshot":
+                for clash in ("schedule", "epochs"):
+                    if clash in settings:
+                        self.problem(
+                            settings[clash].pos,
+                            f"a snapshot ensemble sets its own {clash} "
+                            "(cycles x epochs_per_cycle, cosine within each cycle); leave it out",
+                        )
+        schedule_per = self.setting(settings, "schedule_per", "text", "step")
+        if schedule_per not in ("step", "epoch"):
+            self.problem(settings["schedule_per"].value.pos, "schedule_per is step or epoch")
+        decay = self.setting(settings, "decay", "text", "all")
+        if decay not in ("all", "weights"):
+            self.problem(settings["decay"].value.pos, "decay is all or weights")
+        fit_options = {
+            "explosion_factor": self.setting(settings, "explosion_factor", "number?", 3.0),
+            "drop_last": self.setting(settings, "drop_last", "bool", False),
+            "check_initial_loss": self.setting(settings, "check_initial_loss", "bool", True),
+            "track_stats": self.setting(settings, "track_stats", "bool", True),
+            "eval_batch_size": self.setting(settings, "eval_batch", "int", 1024),
+            "baseline_error": self.setting(settings, "baseline_error", "number", 0.0),
+        }
+        spec = TrainSpec(
+            loss=loss,
+            optimizers=tuple(optimizers or ()),
+            schedule=schedule,
+            l2=self.setting(settings, "l2", "number", 0.0),
+            decay=decay,
+            epochs=self.setting(settings, "epochs", "int", 10),
+            batch_size=self.setting(settings, "batch", "int", 64),
+            seed=self.setting(settings, "seed", "int", 0),
+            checkpoint=self.setting(settings, "checkpoint", "text?", None),
+            early_stopping=self.setting(settings, "early_stopping", "int?", None),
+            ensemble=ensemble,
+            fit_options=fit_options,
+            pos=section.pos,
+        )
+        if loss is None or optimizers is None:
+            return None
+        if spec.checkpoint is not None and not Path(spec.checkpoint).is_absolute():
+            base = Path(self.source.name).parent
+            object.__setattr__(spec, "checkpoint", str(base / spec.checkpoint))
+        return spec
+
+    # --- the network ------------------------------------------------------------------------------
+    def network(self, node: ast.Network, data, train) -> NetworkSpec | None:
+        options = {}
+        for keyword in node.options:
+            if keyword.name not in NETWORK_OPTIONS:
+                self.problem(
+                    keyword.pos,
+                    f"unknown network option {keyword.name!r}",
+                    suggest(keyword.name, NETWORK_OPTIONS)
+                    or f"options: {', '.join(NETWORK_OPTIONS)}",
+                )
+                continue
+            options[keyword.name] = (self.folded(keyword.value), keyword.pos)
+        scalar = _option(options, "scalar", False)
+        dtype = str(plain(_option(options, "dtype", "float64")))
+        if dtype not in ("float64", "float32"):
+            self.problem(options["dtype"][1], f"dtype is float64 or float32, got {dtype}")
+            dtype = "float64"
+        input_shape = self.input_shape(node, options, data)
+        out_size = self.output_size(node, options, data, train)
+        layers = self.expand(node.body, 0)
+        if input_shape is None or layers is None:
+            return None
+        if not layers:
+            self.problem(node.pos, f"network {node.name!r} has no layers")
+            return None
+        specs = self.layers(layers, input_shape, out_size, scalar, data, dtype)
+        if specs is None:
+            return None
+        output_shape = specs[-1].out_shape if specs else input_shape
+        classify = train is not None and train.loss.name == "cross_entropy" and data is not None
+        if classify and output_shape != (data.classes,):
+            self.problem(
+                specs[-1].pos,
+                f"the network ends with shape {output_shape} per example, but cross_entropy "
+                f"needs one score per class ({data.classes})",
+            )
+        return NetworkSpec(
+            node.name, tuple(specs), bool(scalar), dtype, input_shape, output_shape, node.pos
+        )
+
+    def input_shape(self, node, options, data):
+        if "input" in options:
+            value, pos = options["input"]
+            shape = value if isinstance(value, tuple) else (value,)
+            if not shape or not all(isinstance(s, int) and s >= 1 for s in shape):
+                self.problem(pos, f"input is a size or a shape like (1, 8, 8), got {value}")
+                return None
+            if data is not None and int(np.prod(shape)) != data.features:
+                self.problem(pos, f"input {shape} does not match the data's {data.features}")
+                return None
+            return tuple(shape)
+        if data is not None:
+            return (data.features,)
+        self.problem(
+            node.pos,
+            "the network's input size is unknown: add a data section, or input=N",
+            "e.g. network net(input=2) { ... }",
+        )
+        return None
+
+    def output_size(self, node, options, data, train):
+        if "classes" in options:
+            value, pos = options["classes"]
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                self.problem(pos, f"classes must be a whole number >= 1, got {describe(value)}")
+                return None
+            return value
+        if data is None:
+            return None
+        loss = train.loss.name if train is not None else "cross_entropy"
+        if loss in ("bce_with_logits", "mse"):
+            return 1
+        if loss == "hinge" and data.classes == 2:
+            return 1
+        return data.classes
+
+    def expand(self, body, depth) -> list | None:
+        """Layers with repeat blocks unrolled: a list of (ast.Layer, label)."""
+        out = []
+        for item in body:
+            if isinstance(item, ast.Layer):
+                out.append((item, item.label))
+                continue
+            count = self.folded(item.count)
+            if not (isinstance(count, int) and not isinstance(count, bool)):
+                if count is not None:
+                    self.problem(item.count.pos, f"repeat needs a whole number, got {count}")
+                return None
+            if not 1 <= count <= MAX_REPEAT:
+                self.problem(item.count.pos, f"repeat count must be in [1, {MAX_REPEAT}]")
+                return None
+            inner = self.expand(item.body, depth + 1)
+            if inner is None:
+                return None
+            for index in range(count):
+                out.extend((layer, f"{label}_{index}" if label else None) for layer, label in inner)
+        return out
+
+    def layers(self, layers, shape, out_size, scalar, data, dtype) -> list[LayerSpec] | None:
+        specs: list[LayerSpec] = []
+        labels: dict[str, ast.Pos] = {}
+        sized = [
+            i for i, (layer, _) in enumerate(layers) if _has_output_size(layer.call.name, scalar)
+        ]
+        last_sized = sized[-1] if sized else None
+        first = layers[0][0].call.name
+        if not scalar and len(shape) == 1 and _wants_images(first):
+            image = data.image_shape if data is not None else None
+            if image is None:
+                self.problem(
+                    layers[0][0].pos,
+                    f"{first} takes images (N, C, H, W) but the data has no image shape",
+                    "give the network input=(C, H, W)",
+                )
+                return None
+            specs.append(
+                LayerSpec("unflatten", {"shape": image}, None, shape, image, implicit=True)
+            )
+            shape = image
+        ok = True
+        for index, (layer, label) in enumerate(layers):
+            if label is not None:
+                if label in labels:
+                    self.problem(layer.pos, f"layer name {label!r} is already used")
+                    ok = False
+                labels[label] = layer.pos
+            spec = self.layer(
+                layer, label, shape, out_size if index == last_sized else None, scalar, dtype
+            )
+            if spec is None:
+                ok = False
+                break
+            specs.append(spec)
+            shape = spec.out_shape
+        return specs if ok else None
+
+    def layer(self, layer: ast.Layer, label, shape, out_size, scalar, dtype) -> LayerSpec | None:
+        call = layer.call
+        value = self.folded(call) if not call.bare else Symbol(call.name, call.pos)
+        if value is None:
+            return None
+        if isinstance(value, Symbol):
+            value = Ref(value.name, pos=value.pos)
+        if not isinstance(value, Ref):
+            self.problem(call.pos, f"{call.name!r} is a constant, not a layer")
+            return None
+        name = value.name
+        if scalar:
+            if name not in SCALAR_LAYERS:
+                self.problem(
+                    call.pos,
+                    f"a scalar network takes {', '.join(SCALAR_LAYERS)}; not {name!r}",
+                )
+                return None
+            name = "scalar_linear" if name == "linear" else name
+            value = Ref(name, value.args, value.kwargs, value.pos, value.arg_pos, value.kwarg_pos)
+        if name not in LAYERS:
+            self.problem(
+                call.pos,
+                f"unknown layer {name!r}",
+                suggest(name, LAYERS.names()) or f"layers: {', '.join(LAYERS.names())}",
+            )
+            return None
+        target = LAYERS.get(name)
+        aliases = DROPOUT_ALIASES if name == "dropout" else None
+        entry = self.entry(
+            value,
+            LAYERS,
+            "layer",
+            call.pos,
+            inferred=INFERRED,
+            fillable=frozenset(OUTPUT_SIZES),
+            aliases=aliases,
+        )
+        if entry is None:
+            return None
+        kwargs = dict(entry.kwargs)
+        parameters = _parameter_names(target)
+        for key in INFERRED & set(parameters):
+            fill = shape if key == "normalized_shape" else shape[0]
+            if key in kwargs:
+                given = tuple(kwargs[key]) if isinstance(kwargs[key], tuple) else kwargs[key]
+                if given != fill and not (key == "normalized_shape" and given == shape[-1:]):
+                    self.problem(
+                        call.pos,
+                        f"{name}: {key}={plain(given)} does not match its input, which has "
+                        f"shape {shape} per example",
+                    )
+                    return None
+            else:
+                kwargs[key] = fill if key != "normalized_shape" else tuple(shape)
+        for key in OUTPUT_SIZES:
+            if key in parameters and key not in kwargs:
+                if out_size is None:
+                    self.problem(
+                        call.pos,
+                        f"{name} needs its output size, e.g. {name}(64); only the last layer's "
+                        "size comes from the data",
+                    )
+                    return None
+                kwargs[key] = out_size
+        out_shape = self.probe(name, target, kwargs, shape, call.pos, scalar, dtype)
+        if out_shape is None:
+            return None
+        return LayerSpec(name, kwargs, label, tuple(shape), out_shape, layer.pos)
+
+    def probe(self, name, target, kwargs, shape, pos, scalar, dtype):
+        """Build the layer and run a batch of two zeros through it; its output shape."""
+        try:
+            module = target(**_with_engine_options(target, kwargs, dtype))
+            if scalar:
+                if name == "scalar_linear":
+                    if shape != (kwargs["in_features"],):
+                        raise ValueError(f"expected {kwargs['in_features']} inputs, got {shape}")
+                    return (kwargs["out_features"],)
+                return tuple(shape)
+            module.eval()
+            with no_grad():
+                out = module(Tensor(np.zeros((2, *shape)), dtype=dtype))
+            return tuple(out.shape[1:])
+        except (ValueError, TypeError, IndexError) as error:
+            self.problem(pos, f"{name}: {error}")
+            return None
+
+    # --- graphs ---------------------------------------------------------------------------
+    def graphs(self) -> list[GraphSpec]:
+        specs = []
+        names = set()
+        for graph in self.program.of_type(ast.Graph):
+            if graph.name in names:
+                self.problem(graph.pos, f"a second graph named {graph.name!r}")
+                continue
+            names.add(graph.name)
+            if not any(item.role == "output" for item in graph.items):
+                self.problem(graph.pos, f"graph {graph.name!r} has no output line")
+                continue
+            try:
+                evaluate_graph(graph.items, self.constants)
+            except FoldError as error:
+                self.problem(error.pos, error.message, error.hint)
+                continue
+            specs.append(GraphSpec(graph.name, graph.items, dict(self.constants), graph.pos))
+        return specs
+
+    # --- search and the range test --------------------------------------------------------
+    def search(self, settings) -> SearchSpec | None:
+        if settings is None:
+            return None
+        section = settings["@"]
+        space = {}
+        for sample in settings.get("~", []):
+            if sample.name not in self.constants:
+                self.problem(
+                    sample.pos,
+                    f"search variable {sample.name!r} is not declared",
+                    f"declare its default first: let {sample.name} = ...",
+                )
+                continue
+            if sample.name in space:
+                self.problem(sample.pos, f"{sample.name!r} is searched twice")
+                continue
+            value = self.folded(sample.distribution)
+            if value is None:
+                continue
+            if isinstance(value, Symbol):
+                value = Ref(value.name, pos=value.pos)
+            entry = self.entry(value, DISTRIBUTIONS, "distribution", sample.distribution.pos)
+            if entry is None:
+                continue
+            try:
+                from dsl.build import distribution
+
+                distribution(entry)
+            except (TypeError, ValueError) as error:
+                self.problem(sample.distribution.pos, str(error))
+                continue
+            space[sample.name] = entry
+        if not space:
+            self.problem(section.pos, "a search needs at least one `name ~ distribution(...)`")
+        metric = self.setting(settings, "metric", "text", "val_acc")
+        if metric not in METRICS:
+            self.problem(
+                settings["metric"].value.pos,
+                f"unknown metric {metric!r}",
+                suggest(metric, METRICS) or f"metrics: {', '.join(METRICS)}",
+            )
+        return SearchSpec(
+            space=space,
+            trials=self.setting(settings, "trials", "int", 10),
+            stages=self.setting(settings, "stages", "int", 1),
+            shrink=self.setting(settings, "shrink", "number", 0.5),
+            top=self.setting(settings, "top", "number", 0.2),
+            seed=self.setting(settings, "seed", "int", 0),
+            metric=metric,
+            minimize=self.setting(settings, "minimize", "bool", metric.endswith("loss")),
+            epochs=self.setting(settings, "epochs", "int?", None),
+            pos=section.pos,
+        )
+
+    def range_test(self, settings) -> RangeTestSpec | None:
+        if settings is None:
+            return None
+        section = settings["@"]
+        keywords = tuple(
+            (key, self.folded(item.value)) for key, item in settings.items() if key != "@"
+        )
+        positions = tuple((key, item.value.pos) for key, item in settings.items() if key != "@")
+        ref = Ref("lr_range_test", (), keywords, section.pos, (), positions)
+        binding = bind(ref, lr_range_test, "lr_range_test", skip=4)
+        for where, message, hint in binding.problems:
+            self.problem(where, message, hint)
+        options = binding.kwargs
+        start, end = options.get("start_lr", 1e-7), options.get("end_lr", 10.0)
+        if is_number(start) and is_number(end) and start >= end:
+            self.problem(section.pos, f"start_lr ({start}) must be below end_lr ({end})")
+        return RangeTestSpec(options, section.pos)
+
+    def cross_checks(self, sections, network, data, train, graphs) -> None:
+        for kind in ("train", "search", "lr_range_test"):
+            settings = sections.get(kind)
+            if settings is None:
+                continue
+            pos = settings["@"].pos
+            if not self.program.of_type(ast.Network):
+                self.problem(pos, f"a {kind} section needs a network to train")
+            if "data" not in sections:
+                self.problem(pos, f"a {kind} section needs a data section")
+            if kind != "train" and "train" not in sections:
+                self.problem(pos, f"a {kind} section needs a train section (loss, optimizer)")
+        search = sections.get("search")
+        if search is not None and data is not None and data.val == 0:
+            metric = search.get("metric")
+            if metric is None or "val" in str(getattr(metric.value, "name", "val")):
+                self.problem(search["@"].pos, "a search on validation metrics needs val > 0")
+        if not self.program.statements:
+            self.problem(ast.Pos(1, 1, 1, 2), "the file declares nothing")
+
+
+# --- small helpers ------------------------------------------------------------------------------
+def _local_range(key, value) -> str | None:
+    positive = ("epochs", "batch", "trials", "stages", "early_stopping", "eval_batch")
+    if key in positive and isinstance(value, int) and value < 1:
+        return f"{key} must be >= 1, got {value}"
+    if key in ("val", "test") and is_number(value) and not 0 <= value < 1:
+        return f"{key} is a fraction in [0, 1), got {value}"
+    if key in ("shrink", "top") and is_number(value) and not 0 < value <= 1:
+        return f"{key} is a fraction in (0, 1], got {value}"
+    if key == "l2" and is_number(value) and value < 0:
+        return f"l2 must be >= 0, got {value}"
+    if key == "explosion_factor" and is_number(value) and not value > 1:
+        return f"explosion_factor must be > 1 (or none to turn the guard off), got {value}"
+    if key == "baseline_error" and is_number(value) and not 0 <= value <= 1:
+        return f"baseline_error is a fraction in [0, 1], got {value}"
+    if is_number(value) and isinstance(value, float) and not math.isfinite(value):
+        return f"{key} must be finite"
+    return None
+
+
+def _option(options, key, default):
+    return options[key][0] if key in options and options[key][0] is not None else default
+
+
+def _parameter_names(target) -> list[str]:
+    import inspect
+
+    return list(inspect.signature(target).parameters)
+
+
+def _kind_of(target, key, skip):
+    from dsl.options import expected_kind, signature_parameters
+
+    for parameter in signature_parameters(target, skip):
+        if parameter.name == key:
+            return expected_kind(parameter)
+    return None
+
+
+def _has_output_size(name: str, scalar: bool) -> bool:
+    name = "scalar_linear" if scalar and name == "linear" else name
+    if name not in LAYERS:
+        return False
+    return any(key in _parameter_names(LAYERS.get(name)) for key in OUTPUT_SIZES)
+
+
+def _wants_images(name: str) -> bool:
+    if name not in LAYERS:
+        return False
+    parameters = _parameter_names(LAYERS.get(name))
+    return "in_channels" in parameters or "kernel_size" in parameters or name.endswith("2d")
+
+
+def _with_engine_options(target, kwargs, dtype):
+    parameters = _parameter_names(target)
+    extra = {}
+    if "dtype" in parameters:
+        extra["dtype"] = dtype
+    if "rng" in parameters:
+        extra["rng"] = 0
+    return {**kwargs, **extra}
+
+
+def check(program: ast.Program, source: Source, overrides: dict | None = None) -> Spec:
+    """Check a parsed program; `overrides` replace let constants (a search trial's values).
+    Raises DslCheckError with every problem found."""
+    return _Checker(program, source, overrides).run()

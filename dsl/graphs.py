@@ -1,0 +1,184 @@
+"""Evaluating a graph block: inputs and parameters become leaf tensors, every other line an
+expression over the engine's functions. Used by the checker (to find shape errors at their
+line) and by the builder (to make the graph a person steps through)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from dsl import ast
+from dsl.values import FoldError, Ref, Symbol, describe, fold, is_number, plain
+from engine import Tensor
+from engine.functional import FUNCTIONS
+
+CONSTRUCTORS = ("randn", "rand", "zeros", "ones", "full", "arange")
+"""Calls that make a leaf's starting value; the rest are engine functions (FUNCTIONS)."""
+
+_OPERATORS = {
+    "+": lambda a, b: a + b,
+    "-": lambda a, b: a - b,
+    "*": lambda a, b: a * b,
+    "/": lambda a, b: a / b,
+    "**": lambda a, b: a**b,
+    "@": lambda a, b: a @ b,
+}
+
+
+@dataclass
+class GraphValues:
+    """The evaluated graph: each named line's tensor, and which are inputs/params/outputs."""
+
+    tensors: dict[str, Tensor]
+    roles: dict[str, str]
+
+    def of_role(self, role: str) -> dict[str, Tensor]:
+        return {n: t for n, t in self.tensors.items() if self.roles[n] == role}
+
+    @property
+    def outputs(self) -> dict[str, Tensor]:
+        return self.of_role("output")
+
+    @property
+    def leaves(self) -> dict[str, Tensor]:
+        return {n: t for n, t in self.tensors.items() if self.roles[n] in ("input", "param")}
+
+
+def _shape(value, pos) -> tuple[int, ...]:
+    values = value if isinstance(value, tuple) else (value,)
+    if len(values) == 1 and isinstance(values[0], tuple):
+        values = values[0]
+    for size in values:
+        if not (isinstance(size, int) and not isinstance(size, bool)) or size < 1:
+            raise FoldError(pos, f"a shape is whole numbers >= 1, got {describe(size)}")
+    if int(np.prod(values, dtype=np.int64)) > 10_000_000:
+        raise FoldError(pos, f"the shape {values} is too large for a graph")
+    return tuple(values)
+
+
+def constructed(ref: Ref, rng: np.random.Generator) -> np.ndarray:
+    """The array a constructor call stands for: randn(2, 3), zeros(4), full(2, 2, value=3)..."""
+    options = ref.options()
+    if ref.name == "arange":
+        if len(ref.args) != 1 or not isinstance(ref.args[0], int) or ref.args[0] < 1:
+            raise FoldError(ref.pos, "arange takes one whole number >= 1, e.g. arange(6)")
+        return np.arange(ref.args[0], dtype=float)
+    allowed = {"randn": {"scale"}, "rand": {"low", "high"}, "full": {"value"}}.get(ref.name, set())
+    for key in options:
+        if key not in allowed:
+            extra = f" (options: {', '.join(sorted(allowed))})" if allowed else ""
+            raise FoldError(ref.where(key), f"{ref.name} has no option {key!r}{extra}")
+    for key, value in options.items():
+        if not is_number(value):
+            raise FoldError(ref.where(key), f"{key} must be a number, got {describe(value)}")
+    if not ref.args:
+        raise FoldError(ref.pos, f"{ref.name} needs a shape, e.g. {ref.name}(3, 4)")
+    shape = _shape(ref.args, ref.pos)
+    if ref.name == "randn":
+        return rng.standard_normal(shape) * options.get("scale", 1.0)
+    if ref.name == "rand":
+        return rng.uniform(options.get("low", 0.0), options.get("high", 1.0), shape)
+    if ref.name == "zeros":
+        return np.zeros(shape)
+    if ref.name == "ones":
+        return np.ones(shape)
+    if "value" not in options:
+        raise FoldError(ref.pos, "full needs value=, e.g. full(2, 3, value=0.5)")
+    return np.full(shape, float(options["value"]))
+
+
+def leaf_value(expr, constants: dict, rng) -> np.ndarray | float:
+    """The starting value of an input or param line: a number, a nested list, or a
+    constructor call."""
+    value = fold(expr, constants)
+    if isinstance(value, Ref):
+        if value.name not in CONSTRUCTORS:
+            known = ", ".join(CONSTRUCTORS)
+            raise FoldError(value.pos, f"an input or param starts from a number, a list or {known}")
+        return constructed(value, rng)
+    if is_number(value):
+        return float(value)
+    if isinstance(value, tuple):
+        try:
+            array = np.array(plain(value), dtype=float)
+        except (TypeError, ValueError):
+            raise FoldError(expr.pos, "a list value must be numbers in a regular shape") from None
+        return array
+    raise FoldError(
+        expr.pos, f"an input or param needs a number or an array, got {describe(value)}"
+    )
+
+
+class _Evaluator:
+    def __init__(self, constants, tensors):
+        self.constants, self.tensors = constants, tensors
+
+    def __call__(self, expr):
+        if isinstance(expr, ast.Number):
+            return Tensor._const(float(expr.value))
+        if isinstance(expr, ast.Neg):
+            return -self(expr.operand)
+        if isinstance(expr, ast.BinOp):
+            left, right = self(expr.left), self(expr.right)
+            return self._engine(expr.pos, lambda: _OPERATORS[expr.op](left, right))
+        if isinstance(expr, ast.Call):
+            return self._call(expr)
+        if isinstance(expr, ast.ListExpr | ast.TupleExpr | ast.String):
+            value = fold(expr, self.constants)
+            return Tensor._const(np.array(plain(value), dtype=float))
+        raise FoldError(expr.pos, "not an expression")
+
+    def _call(self, expr: ast.Call):
+        if expr.bare and expr.name in self.tensors:
+            return self.tensors[expr.name]
+        if expr.bare and expr.name in self.constants:
+            value = self.constants[expr.name]
+            if is_number(value):
+                return Tensor._const(float(value))
+            raise FoldError(expr.pos, f"{expr.name} is {describe(value)}, not a number")
+        if expr.name not in FUNCTIONS:
+            known = list(self.tensors) + list(FUNCTIONS.names())
+            from dsl.options import suggest
+
+            raise FoldError(
+                expr.pos,
+                f"unknown name {expr.name!r} (not an earlier line, a let or a function)",
+                suggest(expr.name, known),
+            )
+        function = FUNCTIONS.get(expr.name)
+        args = [self(arg) for arg in expr.args or ()]
+        options = {}
+        for keyword in expr.keywords:
+            value = fold(keyword.value, self.constants)
+            if isinstance(value, Symbol):
+                raise FoldError(keyword.pos, f"unknown name {value.name!r}")
+            options[keyword.name] = plain(value)
+        return self._engine(expr.pos, lambda: function(*args, **options))
+
+    @staticmethod
+    def _engine(pos, compute):
+        try:
+            return compute()
+        except (ValueError, TypeError, IndexError) as error:
+            raise FoldError(pos, str(error)) from None
+
+
+def evaluate_graph(items, constants: dict, seed: int = 0) -> GraphValues:
+    """Run a graph block's lines in order; raise FoldError at the first line that fails."""
+    rng = np.random.default_rng(seed)
+    tensors: dict[str, Tensor] = {}
+    roles: dict[str, str] = {}
+    for item in items:
+        if item.name in tensors or item.name in constants:
+            raise FoldError(item.pos, f"{item.name!r} is already defined")
+        if item.role in ("input", "param"):
+            value = leaf_value(item.value, constants, rng)
+            tensor = Tensor(value, requires_grad=True, name=item.name)
+        else:
+            tensor = _Evaluator(constants, tensors)(item.value)
+            if tensor.name is None or tensor.name not in tensors:
+                tensor.name = item.name
+        tensors[item.name] = tensor
+        roles[item.name] = item.role
+    return GraphValues(tensors, roles)

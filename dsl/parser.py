@@ -1,0 +1,272 @@
+"""Text -> syntax tree: the lark grammar (LALR) and a Transformer that maps each rule to
+one dataclass of dsl.ast, with its position."""
+
+from __future__ import annotations
+
+from functools import cache
+
+from lark import Lark, Token, Transformer, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+
+from dsl import ast
+from dsl.errors import DslSyntaxError, Problem, Source
+
+# What people call the grammar's terminals, for "expected ..." messages.
+TOKEN_WORDS = {
+    "NAME": "a name",
+    "NUMBER": "a number",
+    "STRING": "a string",
+    "DATA": "'data'",
+    "TRAIN": "'train'",
+    "SEARCH": "'search'",
+    "LR_RANGE_TEST": "'lr_range_test'",
+    "LBRACE": "'{'",
+    "RBRACE": "'}'",
+    "LPAR": "'('",
+    "RPAR": "')'",
+    "LSQB": "'['",
+    "RSQB": "']'",
+    "EQUAL": "'='",
+    "COMMA": "','",
+    "TILDE": "'~'",
+    "PLUS": "'+'",
+    "MINUS": "'-'",
+    "STAR": "'*'",
+    "SLASH": "'/'",
+    "AT": "'@'",
+    "__ANON_0": "'**'",
+    "LET": "'let'",
+    "GRAPH": "'graph'",
+    "NETWORK": "'network'",
+    "REPEAT": "'repeat'",
+    "INPUT": "'input'",
+    "PARAM": "'param'",
+    "OUTPUT": "'output'",
+    "$END": "the end of the file",
+}
+
+
+@cache
+def _lark() -> Lark:
+    return Lark.open(
+        "grammar.lark",
+        rel_to=__file__,
+        parser="lalr",
+        propagate_positions=True,
+        maybe_placeholders=False,
+    )
+
+
+def _pos(meta) -> ast.Pos:
+    if getattr(meta, "empty", True):
+        return ast.NOWHERE
+    return ast.Pos(meta.line, meta.column, meta.end_line, meta.end_column)
+
+
+def _token_pos(token: Token) -> ast.Pos:
+    return ast.Pos(token.line, token.column, token.end_line, token.end_column)
+
+
+def _number(text: str) -> int | float:
+    if any(mark in text for mark in ".eE"):
+        return float(text)
+    return int(text)
+
+
+def _unescape(text: str) -> str:
+    body, out, index = text[1:-1], [], 0
+    while index < len(body):
+        char = body[index]
+        if char == "\\" and index + 1 < len(body):
+            following = body[index + 1]
+            out.append({"n": "\n", "t": "\t"}.get(following, following))
+            index += 2
+        else:
+            out.append(char)
+            index += 1
+    return "".join(out)
+
+
+@v_args(meta=True)
+class ToAst(Transformer):
+    """One method per grammar alias; each returns the dataclass of that construct."""
+
+    def start(self, meta, statements):
+        return ast.Program(tuple(statements))
+
+    def let(self, meta, children):
+        name, value = children
+        return ast.Let(str(name), value, _pos(meta))
+
+    # graphs
+    def graph(self, meta, children):
+        name, *items = children
+        return ast.Graph(str(name), tuple(items), _pos(meta))
+
+    def _graph_item(role):  # noqa: N805 (a factory used in the class body)
+        def make(self, meta, children):
+            name, value = children
+            return ast.GraphItem(role, str(name), value, _pos(meta))
+
+        return make
+
+    graph_input = _graph_item("input")
+    graph_param = _graph_item("param")
+    graph_output = _graph_item("output")
+    graph_value = _graph_item("value")
+
+    # networks
+    def network(self, meta, children):
+        name, *rest = children
+        options: tuple = ()
+        if rest and isinstance(rest[0], _Options):
+            options = rest.pop(0).keywords(self._where(name))
+        return ast.Network(str(name), options, tuple(rest), _pos(meta))
+
+    def _where(self, token):
+        return _token_pos(token)
+
+    def named_layer(self, meta, children):
+        label, call = children
+        return ast.Layer(call, str(label), _pos(meta))
+
+    def layer(self, meta, children):
+        (call,) = children
+        return ast.Layer(call, None, _pos(meta))
+
+    def repeat(self, meta, children):
+        count, *body = children
+        return ast.Repeat(count, tuple(body), _pos(meta))
+
+    # sections
+    def section(self, meta, children):
+        kind, *items = children
+        return ast.Section(kind, tuple(items), _pos(meta))
+
+    def section_kind(self, meta, children):
+        return str(children[0])
+
+    def setting(self, meta, children):
+        key, value = children
+        return ast.Setting(str(key), value, _pos(meta))
+
+    def sample(self, meta, children):
+        name, distribution = children
+        return ast.Sample(str(name), distribution, _pos(meta))
+
+    # expressions
+    def _binary(op):  # noqa: N805 (a factory used in the class body)
+        def make(self, meta, children):
+            left, right = children
+            return ast.BinOp(op, left, right, _pos(meta))
+
+        return make
+
+    add = _binary("+")
+    sub = _binary("-")
+    mul = _binary("*")
+    div = _binary("/")
+    matmul = _binary("@")
+    pow = _binary("**")
+
+    def neg(self, meta, children):
+        return ast.Neg(children[0], _pos(meta))
+
+    def number(self, meta, children):
+        return ast.Number(_number(str(children[0])), _pos(meta))
+
+    def string(self, meta, children):
+        return ast.String(_unescape(str(children[0])), _pos(meta))
+
+    def list(self, meta, children):
+        return ast.ListExpr(tuple(c for c in children if c is not None), _pos(meta))
+
+    def tuple(self, meta, children):
+        return ast.TupleExpr(tuple(c for c in children if c is not None), _pos(meta))
+
+    def call(self, meta, children):
+        name, *rest = children
+        if not rest:
+            return ast.Call(str(name), None, (), _pos(meta))
+        options = rest[0]
+        return ast.Call(str(name), options.positional, options.named, _pos(meta))
+
+    def options(self, meta, children):
+        return _Options([c for c in children if c is not None])
+
+    def keyword(self, meta, children):
+        name, value = children
+        return ast.Keyword(str(name), value, _pos(meta))
+
+
+class _Options:
+    """The inside of a call's parentheses, before it is split into the Call's fields."""
+
+    def __init__(self, items):
+        self.items = items
+        self.positional = tuple(i for i in items if not isinstance(i, ast.Keyword))
+        self.named = tuple(i for i in items if isinstance(i, ast.Keyword))
+
+    def keywords(self, where):
+        return self.named + tuple(
+            ast.Keyword("?", item, getattr(item, "pos", where)) for item in self.positional
+        )
+
+
+def _expected(tokens) -> str:
+    words = sorted({TOKEN_WORDS.get(t, repr(t.lower())) for t in tokens})
+    if len(words) > 6:
+        words = [*words[:6], "..."]
+    return ", ".join(words)
+
+
+def _syntax_problem(error: UnexpectedInput, source: Source) -> Problem:
+    line, column = max(error.line, 1), max(error.column, 1)
+    if isinstance(error, UnexpectedCharacters):
+        char = source.line(line)[column - 1 : column] or "?"
+        message = f"unexpected character {char!r}"
+        hint = "strings use double quotes; comments start with '#'" if char == "'" else None
+        return Problem(ast.Pos(line, column, line, column + 1), message, hint)
+    if isinstance(error, UnexpectedToken) and error.token.type != "$END":
+        token = error.token
+        end = column + max(len(str(token)), 1)
+        message = f"unexpected {str(token)!r}; expected {_expected(error.expected)}"
+        return Problem(ast.Pos(line, column, line, end), message)
+    expected = getattr(error, "expected", None) or ()
+    lines = source.text.splitlines() or [""]
+    last = len(lines)
+    pos = ast.Pos(last, len(lines[-1]) + 1, last, len(lines[-1]) + 2)
+    detail = f"; expected {_expected(expected)}" if expected else ""
+    return Problem(pos, f"unexpected end of file{detail}")
+
+
+def parse(text: str, name: str = "<string>") -> ast.Program:
+    """Parse a model file's text; raise DslSyntaxError (with a location) if it is malformed."""
+    source = Source(name, text)
+    try:
+        tree = _lark().parse(text)
+    except (UnexpectedCharacters, UnexpectedToken, UnexpectedEOF) as error:
+        raise DslSyntaxError(source, [_syntax_problem(error, source)]) from None
+    program = ToAst().transform(tree)
+    _reject_positional_network_options(program, source)
+    return program
+
+
+def _reject_positional_network_options(program: ast.Program, source: Source) -> None:
+    problems = [
+        Problem(option.value.pos, "network options are written name=value, e.g. scalar=true")
+        for network in program.of_type(ast.Network)
+        for option in network.options
+        if option.name == "?"
+    ]
+    if problems:
+        raise DslSyntaxError(source, problems)
+
+
+def parse_file(path) -> tuple[ast.Program, Source]:
+    """Read and parse a file; returns the tree and the Source for later messages."""
+    from pathlib import Path
+
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    return parse(text, str(path)), Source(str(path), text)
