@@ -190,8 +190,9 @@ def bind(
     """Match `ref`'s arguments with `target`'s parameters.
 
     `inferred` names are filled in later (from the previous layer) and take no positional
-    argument; `fillable` ones (output sizes, from the data) may be left out; `aliases` map a language option to (engine parameter, converter) and hide the
-    engine parameter itself (dropout's keep= and drop= for p)."""
+    argument; `fillable` ones (output sizes, from the data) may be left out; `aliases` map
+    a language option to (engine parameter, converter) and hide the engine parameter itself
+    (dropout's keep= and drop= for p)."""
     aliases = aliases or {}
     parameters = signature_parameters(target, skip)
     hidden = {engine for engine, _ in aliases.values()}
