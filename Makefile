@@ -4,6 +4,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: demo test lint bench clean
 
@@ -20,10 +21,18 @@ $(VENV)/.test: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
 	touch $@ $(VENV)/.runtime
 
+# Debian packages: graphviz (`topograd graph` lays graphs out with `dot`). Installed once when
+# missing; without it the SVG/PNG tests are skipped and `topograd graph` says how to install it.
+$(VENV)/.system: | $(BIN)/python
+	@command -v dot >/dev/null || { $(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq graphviz >/dev/null; } || \
+		echo "warning: could not install graphviz (apt-get); graph drawing tests will be skipped"
+	touch $@
+
 demo: $(VENV)/.runtime
 	$(BIN)/topograd demo
 
-test: $(VENV)/.test
+test: $(VENV)/.test $(VENV)/.system
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -n 2

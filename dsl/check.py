@@ -102,6 +102,7 @@ class _Checker:
         self.problems: list[Problem] = []
         self.constants: dict = {}
         self.positions: dict = {}
+        self.probed: dict = {}  # (layer, options, input shape...) -> output shape
 
     # --- reporting --------------------------------------------------------------------------
     def problem(self, pos, message, hint=None) -> None:
@@ -426,6 +427,8 @@ class _Checker:
         input_shape = self.input_shape(node, options, data)
         out_size = self.output_size(node, options, data, train)
         layers = self.expand(node.body, 0)
+        if input_shape is None and layers:
+            self.names_only(layers, bool(scalar))
         if input_shape is None or layers is None:
             return None
         if not layers:
@@ -459,6 +462,8 @@ class _Checker:
             return tuple(shape)
         if data is not None:
             return (data.features,)
+        if self.program.sections("data"):
+            return None  # the data section's own problem explains it
         self.problem(
             node.pos,
             "the network's input size is unknown: add a data section, or input=N",
@@ -503,6 +508,34 @@ class _Checker:
             for index in range(count):
                 out.extend((layer, f"{label}_{index}" if label else None) for layer, label in inner)
         return out
+
+    def names_only(self, layers, scalar) -> None:
+        """Without an input shape, still report unknown layers and options."""
+        for layer, _ in layers:
+            value = self.folded(layer.call) if not layer.call.bare else None
+            if value is None:
+                value = Ref(layer.call.name, pos=layer.call.pos)
+            if not isinstance(value, Ref):
+                continue
+            name = "scalar_linear" if scalar and value.name == "linear" else value.name
+            if name not in LAYERS:
+                self.problem(
+                    layer.call.pos,
+                    f"unknown layer {value.name!r}",
+                    suggest(value.name, LAYERS.names()) or f"layers: {', '.join(LAYERS.names())}",
+                )
+                continue
+            aliases = DROPOUT_ALIASES if name == "dropout" else None
+            renamed = Ref(name, value.args, value.kwargs, value.pos, value.arg_pos, value.kwarg_pos)
+            self.entry(
+                renamed,
+                LAYERS,
+                "layer",
+                layer.call.pos,
+                inferred=INFERRED,
+                fillable=frozenset(OUTPUT_SIZES),
+                aliases=aliases,
+            )
 
     def layers(self, layers, shape, out_size, scalar, data, dtype) -> list[LayerSpec] | None:
         specs: list[LayerSpec] = []
@@ -613,7 +646,14 @@ class _Checker:
         return LayerSpec(name, kwargs, label, tuple(shape), out_shape, layer.pos)
 
     def probe(self, name, target, kwargs, shape, pos, scalar, dtype):
-        """Build the layer and run a batch of two zeros through it; its output shape."""
+        """Build the layer and run a batch of two zeros through it; its output shape.
+        Identical layers on identical inputs are probed once (a deep network repeats a few)."""
+        key = (name, repr(sorted(kwargs.items())), tuple(shape), scalar, dtype)
+        if key not in self.probed:
+            self.probed[key] = self.probe_once(name, target, kwargs, shape, pos, scalar, dtype)
+        return self.probed[key]
+
+    def probe_once(self, name, target, kwargs, shape, pos, scalar, dtype):
         try:
             module = target(**_with_engine_options(target, kwargs, dtype))
             if scalar:
@@ -769,9 +809,9 @@ def _option(options, key, default):
 
 
 def _parameter_names(target) -> list[str]:
-    import inspect
+    from dsl.options import signature
 
-    return list(inspect.signature(target).parameters)
+    return list(signature(target).parameters)
 
 
 def _kind_of(target, key, skip):

@@ -13,6 +13,7 @@ import difflib
 import inspect
 import math
 from dataclasses import dataclass
+from functools import cache
 
 from dsl.values import Ref, Symbol, describe, is_number, plain
 
@@ -103,9 +104,16 @@ class Binding:
     problems: list
 
 
+@cache
+def signature(target) -> inspect.Signature:
+    """inspect.signature, worked out once per engine entry: a deep network asks about the
+    same few layer classes thousands of times, and each fresh look costs about 60 us."""
+    return inspect.signature(target)
+
+
 def signature_parameters(target, skip: int) -> list[inspect.Parameter]:
     """The parameters a file may set: after the first `skip`, without the hidden ones."""
-    parameters = list(inspect.signature(target).parameters.values())
+    parameters = list(signature(target).parameters.values())
     if parameters and parameters[0].name == "self":
         parameters = parameters[1:]
     return [p for p in parameters[skip:] if p.name not in HIDDEN]
@@ -239,6 +247,13 @@ def bind(
                 continue
             kwargs[engine_name] = convert(value)
             continue
+        if key in hidden:
+            spelled = " or ".join(f"{k}=" for k in aliases)
+            problems.append(
+                (where, f"{what}: {key}= is ambiguous here; write {spelled}", _alias_hint(aliases))
+            )
+            kwargs[key] = value
+            continue
         if key not in named:
             options = sorted(set(named) | set(aliases))
             hint = suggest(key, options)
@@ -281,6 +296,10 @@ def bind(
     return Binding(
         {k: (plain(v) if k != "*" else [plain(x) for x in v]) for k, v in kwargs.items()}, problems
     )
+
+
+def _alias_hint(aliases) -> str:
+    return "; ".join(f"{key}= is the probability to {key}" for key in aliases)
 
 
 def _index(ref: Ref, key: str, positional) -> int:
