@@ -8,7 +8,6 @@ error is turned into a DslBuildError at the line that set the value.
 from __future__ import annotations
 
 import dataclasses
-import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -17,6 +16,7 @@ import numpy as np
 from dsl.datasets import load
 from dsl.errors import DslBuildError, Problem, Source
 from dsl.graphs import GraphValues, evaluate_graph
+from dsl.options import signature
 from dsl.spec import Entry, NetworkSpec, Spec
 from engine import manual_seed, nn
 from engine.data.augment import AUGMENTATIONS, Compose
@@ -29,7 +29,7 @@ from engine.optim.schedules import SCHEDULES
 from engine.train.search import DISTRIBUTIONS
 
 
-class _BlameError(Exception):
+class BlameError(Exception):
     def __init__(self, pos, message):
         super().__init__(message)
         self.pos, self.message = pos, message
@@ -40,7 +40,7 @@ def _call(entry: Entry, target: Callable, *args, **extra):
     try:
         return target(*args, **entry.kwargs, **extra)
     except (ValueError, TypeError) as error:
-        raise _BlameError(entry.pos, f"{entry.name}: {error}") from None
+        raise BlameError(entry.pos, f"{entry.name}: {error}") from None
 
 
 # --- model ---------------------------------------------------------------------------------------
@@ -52,7 +52,7 @@ def build_model(network: NetworkSpec, seed: int = 0) -> nn.Module:
     modules = []
     for layer in network.layers:
         target = LAYERS.get(layer.kind)
-        parameters = inspect.signature(target).parameters
+        parameters = signature(target).parameters
         extra = {}
         if "rng" in parameters:
             extra["rng"] = rng
@@ -101,25 +101,39 @@ def build_data(spec: Spec) -> Data:
         for entry in data.preprocess:
             target = PREPROCESSORS.get(entry.name)
             extra = {}
-            if "image_shape" in inspect.signature(target).parameters:
+            if "image_shape" in signature(target).parameters:
                 extra["image_shape"] = entry.kwargs.get("image_shape", dataset.image_shape)
             kwargs = {k: v for k, v in entry.kwargs.items() if k not in extra}
             steps.append(_call(Entry(entry.name, kwargs, entry.pos), target, **extra))
         pipeline = Pipeline(steps)
-        try:
-            train_x = pipeline.fit_transform(parts.train.x)
-            parts = Splits(
-                dataclasses.replace(parts.train, x=train_x),
-                dataclasses.replace(parts.val, x=pipeline.transform(parts.val.x)),
-                dataclasses.replace(parts.test, x=pipeline.transform(parts.test.x)),
-            )
-        except ValueError as error:
-            raise _BlameError(data.preprocess[0].pos, f"preprocess: {error}") from None
+        train_x = parts.train.x
+        for step, entry in zip(steps, data.preprocess):  # one by one, to blame the right line
+            try:
+                train_x = step.fit_transform(train_x)
+            except ValueError as error:
+                raise BlameError(entry.pos, f"preprocess {entry.name}: {error}") from None
+        train_x = np.asarray(train_x, dtype=np.float64)
+        parts = Splits(
+            _with_rows(parts.train, train_x),
+            _transformed(pipeline, parts.val, train_x.shape[1]),
+            _transformed(pipeline, parts.test, train_x.shape[1]),
+        )
     augment = None
     if data.augment:
         pieces = [_call(e, AUGMENTATIONS.get(e.name)) for e in data.augment]
         augment = pieces[0] if len(pieces) == 1 else Compose(pieces)
     return Data(parts, augment, pipeline)
+
+
+def _transformed(pipeline: Pipeline, part, width: int):
+    """A validation or test part through the fitted pipeline (`val 0` leaves it empty)."""
+    return _with_rows(part, pipeline.transform(part.x) if len(part) else np.empty((0, width)))
+
+
+def _with_rows(part, x):
+    """The part with preprocessed rows; rows that changed width (PCA) are no longer images."""
+    image_shape = part.image_shape if x.shape[1] == part.x.shape[1] else None
+    return dataclasses.replace(part, x=x, image_shape=image_shape)
 
 
 # --- loss, optimizer, schedule -------------------------------------------------------------------
@@ -129,6 +143,8 @@ def build_loss(spec: Spec, model) -> Callable:
     function, options = LOSSES.get(entry.name), dict(entry.kwargs)
     strength = spec.train.l2
     weights = decayed_parameters(model) if strength > 0 else []
+    if not options and not weights:
+        return function  # fit knows the engine's own losses (its initial-loss check)
 
     def loss(outputs, targets):
         value = function(outputs, targets, **options)
@@ -205,6 +221,8 @@ class Built:
             early_stopping=train.early_stopping,
             checkpoint=train.checkpoint,
         )
+        if self.schedule is not None:  # (a snapshot ensemble, which has none, refuses it)
+            options["schedule_per"] = train.schedule_per
         return options
 
 
@@ -212,9 +230,7 @@ def build(spec: Spec, source: Source, seed: int | None = None, optimizer_index: 
     """Engine objects for a checked network file; `seed` overrides the train section's."""
     try:
         if spec.network is None:
-            raise _BlameError(
-                spec.graphs[0].pos if spec.graphs else None, "the file has no network"
-            )
+            raise BlameError(spec.graphs[0].pos if spec.graphs else None, "the file has no network")
         train = spec.train
         seed = seed if seed is not None else (train.seed if train else 0)
         model = build_model(spec.network, seed)
@@ -226,7 +242,7 @@ def build(spec: Spec, source: Source, seed: int | None = None, optimizer_index: 
             optimizer = build_optimizer(entry, model, train.decay)
             schedule = build_schedule(train.schedule, optimizer)
         return Built(spec, model, data, loss, optimizer, schedule)
-    except _BlameError as blame:
+    except BlameError as blame:
         from dsl.ast import NOWHERE
 
         raise DslBuildError(source, [Problem(blame.pos or NOWHERE, blame.message)]) from None

@@ -8,6 +8,7 @@ shape mismatch is reported at the layer that causes it.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -28,7 +29,7 @@ from dsl.spec import (
     Spec,
     TrainSpec,
 )
-from dsl.values import FoldError, Ref, Symbol, describe, fold, is_number, plain
+from dsl.values import FoldError, Ref, Symbol, describe, fold, is_number, name_pos, plain
 from engine import no_grad
 from engine.data.augment import AUGMENTATIONS
 from engine.data.datasets import DATASETS, DataError
@@ -80,6 +81,10 @@ OUTPUT_SIZES = ("out_features", "out_channels")
 SCALAR_LAYERS = ("linear", "relu", "tanh", "sigmoid", "leaky_relu", "elu")
 DROPOUT_ALIASES = {"keep": ("p", lambda keep: 1.0 - keep), "drop": ("p", lambda drop: drop)}
 MAX_REPEAT = 10_000
+SNAPSHOT_CLASHES = {
+    "schedule": "every cycle anneals the lr from lr_max with a cosine",
+    "epochs": "it trains cycles x epochs_per_cycle epochs",
+}
 
 
 def snapshot(cycles: int, epochs_per_cycle: int, lr_max: float, lr_min: float = 0.0, last=None):
@@ -179,7 +184,7 @@ class _Checker:
                     continue
                 if item.key not in allowed:
                     self.problem(
-                        item.pos,
+                        name_pos(item.pos, item.key),
                         f"unknown {section.kind} setting {item.key!r}",
                         suggest(item.key, allowed) or f"settings: {', '.join(allowed)}",
                     )
@@ -223,12 +228,13 @@ class _Checker:
         if value.name not in registry:
             known = registry.names()
             self.problem(
-                value.pos,
+                name_pos(value.pos, value.name),
                 f"unknown {what} {value.name!r}",
                 suggest(value.name, known) or f"known: {', '.join(known)}",
             )
             return None
         target = registry.get(value.name)
+        reported = len(self.problems)
         binding = bind(value, target, f"{what} {value.name}", skip=skip, **bind_options)
         for where, message, hint in binding.problems:
             self.problem(where, message, hint)
@@ -257,7 +263,7 @@ class _Checker:
         for item in value.args:
             if isinstance(item, Symbol):
                 self.unknown_name(item)
-        if binding.problems:
+        if len(self.problems) > reported:  # not built (a layer's probe) with a wrong option
             return None
         return Entry(value.name, kwargs, value.pos)
 
@@ -281,7 +287,12 @@ class _Checker:
         val = self.setting(settings, "val", "number", 0.15)
         test = self.setting(settings, "test", "number", 0.15)
         if val + test >= 1:
-            self.problem(section.pos, f"val + test must leave training data, got {val + test}")
+            blamed = settings.get("test") or settings.get("val")
+            self.problem(
+                blamed.value.pos if blamed else section.pos,
+                f"val + test must leave training data, got {val} + {test} = {val + test}",
+                "the rest (1 - val - test) is the training split, e.g. val 0.15, test 0.15",
+            )
         stratify = self.setting(settings, "stratify", "bool", True)
         split_seed = self.setting(settings, "split_seed", "int", 0)
         preprocess = self.repeated(settings, "preprocess", PREPROCESSORS, "preprocessor")
@@ -297,7 +308,7 @@ class _Checker:
                 f"augmentation needs images, and dataset {dataset.name!r} has none",
             )
         classes = len(dataset.classes) if dataset.classes else int(dataset.y.max()) + 1
-        return DataSpec(
+        spec = DataSpec(
             dataset=dataset_entry,
             val=val,
             test=test,
@@ -310,6 +321,23 @@ class _Checker:
             image_shape=None if dataset.image_shape is None else tuple(dataset.image_shape),
             pos=section.pos,
         )
+        return self.preprocessed(spec) if preprocess and val + test < 1 else spec
+
+    def preprocessed(self, spec: DataSpec) -> DataSpec | None:
+        """The data as the network will see it: preprocessing can change the width (PCA
+        keeps some components), which only fitting it on the training split tells."""
+        from types import SimpleNamespace
+
+        from dsl.build import BlameError, build_data
+
+        try:
+            train = build_data(SimpleNamespace(data=spec)).splits.train
+        except BlameError as error:
+            self.problem(error.pos, error.message)
+            return None
+        if train.x.shape[1] == spec.features:
+            return spec
+        return dataclasses.replace(spec, features=int(train.x.shape[1]), image_shape=None)
 
     def repeated(self, settings, key, registry, what) -> list[Entry]:
         entries = []
@@ -363,12 +391,12 @@ class _Checker:
             value = self.folded(settings["ensemble"].value)
             ensemble = self.entry(value, ENSEMBLES, "ensemble", settings["ensemble"].value.pos)
             if ensemble is not None and ensemble.name == "snapshot":
-                for clash in ("schedule", "epochs"):
+                for clash, why in SNAPSHOT_CLASHES.items():
                     if clash in settings:
                         self.problem(
                             settings[clash].pos,
-                            f"a snapshot ensemble sets its own {clash} "
-                            "(cycles x epochs_per_cycle, cosine within each cycle); leave it out",
+                            f"a snapshot ensemble sets its own {clash}: {why}",
+                            f"leave `{clash}` out",
                         )
         schedule_per = self.setting(settings, "schedule_per", "text", "step")
         if schedule_per not in ("step", "epoch"):
@@ -398,6 +426,7 @@ class _Checker:
             ensemble=ensemble,
             fit_options=fit_options,
             pos=section.pos,
+            schedule_per=schedule_per if schedule_per in ("step", "epoch") else "step",
         )
         if loss is None or optimizers is None:
             return None
@@ -520,7 +549,7 @@ class _Checker:
             name = "scalar_linear" if scalar and value.name == "linear" else value.name
             if name not in LAYERS:
                 self.problem(
-                    layer.call.pos,
+                    name_pos(layer.call.pos, value.name),
                     f"unknown layer {value.name!r}",
                     suggest(value.name, LAYERS.names()) or f"layers: {', '.join(LAYERS.names())}",
                 )
@@ -551,7 +580,7 @@ class _Checker:
                 self.problem(
                     layers[0][0].pos,
                     f"{first} takes images (N, C, H, W) but the data has no image shape",
-                    "give the network input=(C, H, W)",
+                    "use an image dataset (e.g. digits), or give the network input=(C, H, W)",
                 )
                 return None
             specs.append(
@@ -562,7 +591,10 @@ class _Checker:
         for index, (layer, label) in enumerate(layers):
             if label is not None:
                 if label in labels:
-                    self.problem(layer.pos, f"layer name {label!r} is already used")
+                    first_use = labels[label].line
+                    self.problem(
+                        layer.pos, f"layer name {label!r} is already used on line {first_use}"
+                    )
                     ok = False
                 labels[label] = layer.pos
             spec = self.layer(
@@ -570,6 +602,7 @@ class _Checker:
             )
             if spec is None:
                 ok = False
+                self.names_only(layers[index + 1 :], bool(scalar))  # no shapes past this one
                 break
             specs.append(spec)
             shape = spec.out_shape
@@ -597,7 +630,7 @@ class _Checker:
             value = Ref(name, value.args, value.kwargs, value.pos, value.arg_pos, value.kwarg_pos)
         if name not in LAYERS:
             self.problem(
-                call.pos,
+                name_pos(call.pos, call.name),
                 f"unknown layer {name!r}",
                 suggest(name, LAYERS.names()) or f"layers: {', '.join(LAYERS.names())}",
             )
@@ -620,12 +653,15 @@ class _Checker:
         for key in INFERRED & set(parameters):
             fill = shape if key == "normalized_shape" else shape[0]
             if key in kwargs:
-                given = tuple(kwargs[key]) if isinstance(kwargs[key], tuple) else kwargs[key]
+                given = kwargs[key]
+                if key == "normalized_shape":
+                    given = tuple(given) if isinstance(given, tuple) else (given,)
                 if given != fill and not (key == "normalized_shape" and given == shape[-1:]):
                     self.problem(
                         call.pos,
                         f"{name}: {key}={plain(given)} does not match its input, which has "
                         f"shape {shape} per example",
+                        f"leave the size out (`{name}`): it is taken from the layer before",
                     )
                     return None
             else:
@@ -699,7 +735,7 @@ class _Checker:
         for sample in settings.get("~", []):
             if sample.name not in self.constants:
                 self.problem(
-                    sample.pos,
+                    name_pos(sample.pos, sample.name),
                     f"search variable {sample.name!r} is not declared",
                     f"declare its default first: let {sample.name} = ...",
                 )
@@ -723,7 +759,7 @@ class _Checker:
                 self.problem(sample.distribution.pos, str(error))
                 continue
             space[sample.name] = entry
-        if not space:
+        if not settings.get("~"):  # (a wrong distribution is reported where it is written)
             self.problem(section.pos, "a search needs at least one `name ~ distribution(...)`")
         metric = self.setting(settings, "metric", "text", "val_acc")
         if metric not in METRICS:
@@ -791,8 +827,10 @@ def _local_range(key, value) -> str | None:
         return f"{key} must be >= 1, got {value}"
     if key in ("val", "test") and is_number(value) and not 0 <= value < 1:
         return f"{key} is a fraction in [0, 1), got {value}"
-    if key in ("shrink", "top") and is_number(value) and not 0 < value <= 1:
-        return f"{key} is a fraction in (0, 1], got {value}"
+    if key == "top" and is_number(value) and not 0 < value <= 1:
+        return f"top is a fraction in (0, 1], got {value}"
+    if key == "shrink" and is_number(value) and not 0 < value < 1:
+        return f"shrink is a fraction in (0, 1), got {value}"
     if key == "l2" and is_number(value) and value < 0:
         return f"l2 must be >= 0, got {value}"
     if key == "explosion_factor" and is_number(value) and not value > 1:

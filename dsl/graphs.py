@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dsl import ast
-from dsl.values import FoldError, Ref, Symbol, describe, fold, is_number, plain
+from dsl.values import FoldError, Ref, Symbol, describe, fold, is_number, name_pos, plain
 from engine import Tensor
 from engine.functional import FUNCTIONS
 
@@ -110,6 +110,21 @@ def leaf_value(expr, constants: dict, rng) -> np.ndarray | float:
     )
 
 
+def _check_matmul(pos, left: tuple, right: tuple) -> None:
+    """A matrix product whose inner sizes differ, said in the language's terms (numpy's
+    own message talks about gufunc signatures)."""
+    if not left or not right:
+        raise FoldError(pos, f"'@' multiplies arrays, got shapes {left} and {right}", "use '*'")
+    inner = right[-2] if len(right) >= 2 else right[0]
+    if left[-1] != inner:
+        raise FoldError(
+            pos,
+            f"'@' cannot multiply shapes {left} and {right}: the left side has {left[-1]} "
+            f"columns, the right side {inner} rows",
+            "A @ B needs A's last size to equal B's first; transpose(...) turns one around",
+        )
+
+
 class _Evaluator:
     def __init__(self, constants, tensors):
         self.constants, self.tensors = constants, tensors
@@ -121,6 +136,10 @@ class _Evaluator:
             return -self(expr.operand)
         if isinstance(expr, ast.BinOp):
             left, right = self(expr.left), self(expr.right)
+            if expr.op == "**" and not right.requires_grad and right.ndim == 0:
+                right = right.item()  # a constant exponent: the engine's power op, no log(base)
+            if expr.op == "@":
+                _check_matmul(expr.pos, left.shape, right.shape)
             return self._engine(expr.pos, lambda: _OPERATORS[expr.op](left, right))
         if isinstance(expr, ast.Call):
             return self._call(expr)
@@ -138,14 +157,18 @@ class _Evaluator:
                 return Tensor._const(float(value))
             raise FoldError(expr.pos, f"{expr.name} is {describe(value)}, not a number")
         if expr.name not in FUNCTIONS:
-            known = list(self.tensors) + list(FUNCTIONS.names())
             from dsl.options import suggest
 
-            raise FoldError(
-                expr.pos,
-                f"unknown name {expr.name!r} (not an earlier line, a let or a function)",
-                suggest(expr.name, known),
-            )
+            if expr.bare:
+                known = list(self.tensors) + list(self.constants) + list(FUNCTIONS.names())
+                message = f"unknown name {expr.name!r} (not an earlier line, a let or a function)"
+            else:
+                known = FUNCTIONS.names()
+                message = f"unknown function {expr.name!r}"
+            hint = suggest(expr.name, known)
+            if hint is None and not expr.bare:
+                hint = f"functions: {', '.join(known)}"
+            raise FoldError(name_pos(expr.pos, expr.name), message, hint)
         function = FUNCTIONS.get(expr.name)
         args = [self(arg) for arg in expr.args or ()]
         options = {}

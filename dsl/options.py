@@ -197,21 +197,24 @@ def bind(
 ) -> Binding:
     """Match `ref`'s arguments with `target`'s parameters.
 
-    `inferred` names are filled in later (from the previous layer) and take no positional
-    argument; `fillable` ones (output sizes, from the data) may be left out; `aliases` map
-    a language option to (engine parameter, converter) and hide the engine parameter itself
-    (dropout's keep= and drop= for p)."""
+    `inferred` names are filled in later (from the previous layer); they take no positional
+    argument when the entry has a `fillable` one (`linear(64)` is the output size), but do
+    otherwise (`batchnorm(64)` is num_features, compared with the input later). `fillable`
+    ones (output sizes, from the data) may be left out; `aliases` map a language option to
+    (engine parameter, converter) and hide the engine parameter itself (dropout's keep= and
+    drop= for p)."""
     aliases = aliases or {}
     parameters = signature_parameters(target, skip)
     hidden = {engine for engine, _ in aliases.values()}
     named = {p.name: p for p in parameters if p.kind is not p.VAR_POSITIONAL}
     named = {k: v for k, v in named.items() if k not in hidden}
     variadic = any(p.kind is p.VAR_POSITIONAL for p in parameters)
+    skipped = inferred if any(p.name in fillable for p in parameters) else frozenset()
     positional = [
         p
         for p in parameters
         if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-        and p.name not in inferred
+        and p.name not in skipped
         and p.name not in hidden
     ]
     kwargs, problems = {}, []
@@ -244,6 +247,7 @@ def bind(
             problem = range_problem(key, value) or type_problem(key, value, "number")
             if problem:
                 problems.append((where, f"{what}: {problem}", None))
+                kwargs[engine_name] = value  # given, though wrong: not also "needs keep="
                 continue
             kwargs[engine_name] = convert(value)
             continue

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from functools import cache
 
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Token, Transformer, Tree, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from dsl import ast
@@ -44,6 +44,11 @@ TOKEN_WORDS = {
     "OUTPUT": "'output'",
     "$END": "the end of the file",
 }
+
+
+MAX_DEPTH = 100
+"""The deepest nesting accepted (brackets, operators, blocks): the stages after parsing walk
+the tree recursively, and Python's recursion limit must not be what stops a file."""
 
 
 @cache
@@ -225,19 +230,74 @@ def _syntax_problem(error: UnexpectedInput, source: Source) -> Problem:
     if isinstance(error, UnexpectedCharacters):
         char = source.line(line)[column - 1 : column] or "?"
         message = f"unexpected character {char!r}"
-        hint = "strings use double quotes; comments start with '#'" if char == "'" else None
-        return Problem(ast.Pos(line, column, line, column + 1), message, hint)
+        return Problem(ast.Pos(line, column, line, column + 1), message, CHARACTER_HINTS.get(char))
     if isinstance(error, UnexpectedToken) and error.token.type != "$END":
         token = error.token
         end = column + max(len(str(token)), 1)
         message = f"unexpected {str(token)!r}; expected {_expected(error.expected)}"
-        return Problem(ast.Pos(line, column, line, end), message)
+        hint = _hint(token.type, error.expected, _open_brackets(source.text, line, column))
+        return Problem(ast.Pos(line, column, line, end), message, hint)
     expected = getattr(error, "expected", None) or ()
     lines = source.text.splitlines() or [""]
     last = len(lines)
     pos = ast.Pos(last, len(lines[-1]) + 1, last, len(lines[-1]) + 2)
     detail = f"; expected {_expected(expected)}" if expected else ""
-    return Problem(pos, f"unexpected end of file{detail}")
+    opened = _open_brackets(source.text, len(lines) + 1, 1)
+    return Problem(pos, f"unexpected end of file{detail}", _hint("$END", expected, opened))
+
+
+CHARACTER_HINTS = {
+    "'": "strings use double quotes; comments start with '#'",
+    ";": "no ';' is needed: statements and settings end by themselves",
+}
+
+
+# Tokens that begin a block or a statement: met inside an open block, a '}' is missing.
+STATEMENT_STARTS = ("LBRACE", "LET", "GRAPH", "NETWORK", "DATA", "TRAIN", "SEARCH", "LR_RANGE_TEST")
+
+
+def _hint(found: str, expected, opened) -> str | None:
+    """The likely cause behind an unexpected token, for the mistakes people make most.
+    `opened` lists the brackets still open before the token, innermost last."""
+    if found == "EQUAL" and "TILDE" in set(expected):  # only a setting's key expects '~'
+        return "a setting is written `key value`, without '=', e.g. `epochs 10`"
+    if not opened:
+        return None
+    bracket, line = opened[-1]
+    if bracket == "[" and found != "COMMA":
+        return f"the list opened on line {line} needs ',' between its items and a closing ']'"
+    if bracket == "(" and found in ("LBRACE", "RBRACE", "RSQB", "$END"):
+        return f"the '(' on line {line} is never closed"
+    if bracket == "{" and found in STATEMENT_STARTS:
+        return f"is a '}}' missing before it? The '{{' on line {line} is still open"
+    if bracket == "{" and found == "$END":
+        return f"the '{{' on line {line} is never closed"
+    return None
+
+
+def _open_brackets(text: str, line: int, column: int) -> list[tuple[str, int]]:
+    """The brackets opened and not closed before (line, column), as (bracket, line) pairs;
+    strings and comments are skipped."""
+    stack: list[tuple[str, int]] = []
+    pairs = {")": "(", "]": "[", "}": "{"}
+    for number, row in enumerate(text.splitlines()[:line], start=1):
+        if number == line:
+            row = row[: column - 1]
+        index = 0
+        while index < len(row):
+            char = row[index]
+            if char == "#":
+                break
+            if char == '"':
+                index = row.find('"', index + 1)
+                if index < 0:
+                    break
+            elif char in "([{":
+                stack.append((char, number))
+            elif char in pairs and stack and stack[-1][0] == pairs[char]:
+                stack.pop()
+            index += 1
+    return stack
 
 
 def parse(text: str, name: str = "<string>") -> ast.Program:
@@ -247,9 +307,57 @@ def parse(text: str, name: str = "<string>") -> ast.Program:
         tree = _lark().parse(text)
     except (UnexpectedCharacters, UnexpectedToken, UnexpectedEOF) as error:
         raise DslSyntaxError(source, [_syntax_problem(error, source)]) from None
+    _reject_deep_nesting(tree, source)
     program = ToAst().transform(tree)
     _reject_positional_network_options(program, source)
     return program
+
+
+@cache
+def _commented_lark() -> tuple[Lark, list[Token]]:
+    found: list[Token] = []
+    lark = Lark.open(
+        "grammar.lark",
+        rel_to=__file__,
+        parser="lalr",
+        propagate_positions=True,
+        maybe_placeholders=False,
+        lexer_callbacks={"COMMENT": found.append},
+    )
+    return lark, found
+
+
+def parse_with_comments(
+    text: str, name: str = "<string>"
+) -> tuple[ast.Program, list[tuple[ast.Pos, str]]]:
+    """Like parse, and also the comments (which the grammar ignores) as (position, text)
+    in file order, for the formatter. Not thread-safe: the lexer fills one shared list."""
+    lark, found = _commented_lark()
+    found.clear()
+    source = Source(name, text)
+    try:
+        tree = lark.parse(text)
+    except (UnexpectedCharacters, UnexpectedToken, UnexpectedEOF) as error:
+        raise DslSyntaxError(source, [_syntax_problem(error, source)]) from None
+    _reject_deep_nesting(tree, source)
+    program = ToAst().transform(tree)
+    _reject_positional_network_options(program, source)
+    comments = [(_token_pos(token), str(token).rstrip()) for token in found]
+    return program, comments
+
+
+def _reject_deep_nesting(tree: Tree, source: Source) -> None:
+    stack = [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            pos = _pos(node.meta)
+            if pos.line < 1:
+                pos = ast.Pos(1, 1, 1, 2)
+            message = f"this nests too deeply (over {MAX_DEPTH} levels of brackets or operators)"
+            hint = "split the expression into let constants or graph lines"
+            raise DslSyntaxError(source, [Problem(pos, message, hint)])
+        stack.extend((child, depth + 1) for child in node.children if isinstance(child, Tree))
 
 
 def _reject_positional_network_options(program: ast.Program, source: Source) -> None:

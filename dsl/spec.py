@@ -86,6 +86,7 @@ class TrainSpec:
     ensemble: Entry | None
     fit_options: dict
     pos: ast.Pos = ast.NOWHERE
+    schedule_per: str = "step"  # when the schedule steps: after every batch, or every epoch
 
 
 @dataclass(frozen=True)

@@ -133,6 +133,14 @@ def _call(expr: ast.Call, constants: dict):
     )
 
 
+def name_pos(pos: ast.Pos, name: str) -> ast.Pos:
+    """Where the name at the start of `pos` is written (a call's name, not its arguments),
+    so that a caret stands under the name that is wrong."""
+    if pos.line == 0:
+        return pos
+    return ast.Pos(pos.line, pos.column, pos.line, pos.column + len(name))
+
+
 def describe(value) -> str:
     """How a value reads in a message."""
     if isinstance(value, bool):

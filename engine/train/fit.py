@@ -435,10 +435,10 @@ class _Run:
     def _stop(self, reason: str, message: str) -> None:
         self.history.stopped = reason
         self.restore_best()
-        where = f"epoch {self.history.best_epoch}"
+        restored = f"the weights of epoch {self.history.best_epoch}"
         if self.history.best_epoch == 0:
-            where = "the starting weights"
-        self.history.stop_message = f"{message}; restored the weights of {where}"
+            restored = "the starting weights"
+        self.history.stop_message = f"{message}; restored {restored}"
         self.say(f"stopped ({reason}): {self.history.stop_message}")
 
     def restore_best(self) -> None:

@@ -260,7 +260,7 @@ def test_explosion_in_the_first_epoch_restores_the_starting_weights():
     history = fit(model, (x, y), SGD(model.parameters(), lr=50.0), epochs=3, batch_size=20, **QUIET)
     assert history.stopped in (EXPLODED, NONFINITE)
     assert history.epochs == [] and history.best_epoch == 0
-    assert "restored the weights of the starting weights" in history.stop_message
+    assert "restored the starting weights" in history.stop_message
     assert states_equal(model.state_dict(), start)
     assert history.diagnosis is None
 

@@ -1,0 +1,501 @@
+"""`topograd run FILE`: train what a model file describes, or show a graph file's gradients.
+
+What happens depends on the file:
+
+- a network with a train section: train it (engine.train.fit), print the final metrics,
+  save the curves and a checkpoint; a list of optimizers trains once per optimizer from the
+  same start and compares them; `ensemble` trains a snapshot or an independent ensemble;
+  an `lr_range_test` section runs the range test instead of training;
+- graphs only: evaluate each graph and backpropagate from its outputs.
+
+Exit 1 when training diverged (an explosion or a non-finite loss stopped it).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from dsl.build import build_graph
+from dsl.commands.common import FAILED, OK, USAGE, fail, load_spec
+from dsl.training import (
+    CommandError,
+    build_or_report,
+    cannot_write,
+    diverged,
+    final_metrics,
+    fit_arguments,
+    label,
+    metrics_table,
+    number,
+    output_folder,
+    plot_losses,
+    positive_int,
+    rows_of,
+    save_plots,
+    table,
+    with_settings,
+    write_atomically,
+    write_json,
+)
+from engine import Tensor
+from engine.data.datasets import batches
+from engine.graph import Graph
+from engine.optim.lr_finder import lr_range_test
+from engine.train.checkpoint import CheckpointError, save_checkpoint
+from engine.train.checks import InitialLossWarning
+from engine.train.ensemble import (
+    EnsembleResult,
+    accuracy,
+    predict_proba,
+    snapshot_ensemble,
+)
+from engine.train.fit import best_path, fit
+from engine.train.history import History
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "run",
+        help="train a model file (or show a graph file's values and gradients)",
+        description="Train the network a model file describes and report its metrics; for a "
+        "file of graphs only, evaluate them and backpropagate from their outputs.",
+    )
+    parser.add_argument("file", help="the model file (.tg)")
+    parser.add_argument("--epochs", type=positive_int, help="train this many epochs instead")
+    parser.add_argument("--seed", type=int, help="the seed for weights and shuffling instead")
+    parser.add_argument("--out", help="folder for curves and the checkpoint (runs/<file stem>)")
+    parser.add_argument("--metrics", metavar="JSON", help="also write the final metrics here")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--resume", action="store_true", help="continue from the train section's checkpoint"
+    )
+    parser.add_argument("--no-plots", action="store_true", help="do not save the curves")
+
+
+def run(args) -> int:
+    spec, source = load_spec(args.file)
+    if spec is None:
+        return USAGE
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", InitialLossWarning)  # fit prints it itself
+            return _dispatch(with_settings(spec, args.epochs, args.seed), source, args)
+    except CommandError as error:
+        return fail(str(error))
+
+
+def _dispatch(spec, source, args) -> int:
+    if spec.network is not None and spec.train is not None:
+        train = spec.train
+        if args.resume and (train.checkpoint is None or len(train.optimizers) > 1):
+            raise CommandError(
+                "--resume continues a single run from the train section's checkpoint: "
+                'add `checkpoint "run.ckpt"` to the train section'
+            )
+        if spec.range_test is not None:
+            return _range_test(spec, source, args)
+        if train.ensemble is not None and train.ensemble.name == "snapshot":
+            return _snapshot(spec, source, args)
+        if train.ensemble is not None:
+            return _independent(spec, source, args)
+        if len(train.optimizers) > 1:
+            return _compare(spec, source, args)
+        return _single(spec, source, args)
+    if spec.graphs:
+        return _graphs(spec, args)
+    what = "a network but no train section" if spec.network else "no network and no graph"
+    return fail(
+        f"{source.name} has {what}: `run` trains a network with a train section "
+        "(loss, optimizer) or evaluates graphs"
+    )
+
+
+# --- one training run ----------------------------------------------------------------------------
+def _fit(built, **options) -> tuple[History, float]:
+    """engine.train.fit on the training split; an engine refusal is a CommandError."""
+    started = time.perf_counter()
+    try:
+        history = fit(built.model, built.data.splits.train, built.optimizer, **options)
+    except CheckpointError as error:
+        raise CommandError(f"cannot resume: {error}") from None
+    except (ValueError, TypeError) as error:
+        raise CommandError(str(error)) from None
+    except OSError as error:
+        raise cannot_write(error.filename or built.spec.train.checkpoint, error) from None
+    return history, time.perf_counter() - started
+
+
+def _single(spec, source, args) -> int:
+    built = build_or_report(spec, source)
+    if built is None:
+        return USAGE
+    options = fit_arguments(built, not args.no_progress, resume=args.resume)
+    history, seconds = _fit(built, **options)
+    metrics = final_metrics(built, history, seconds)
+    print()
+    print(metrics_table(metrics))
+    out = output_folder(args.out, args.file)
+    if not args.no_plots:
+        paths = save_plots(history, out)
+        print(f"curves: {', '.join(str(p) for p in paths)}")
+    print(f"checkpoint: {_checkpoint(built, history, metrics, out)}")
+    if args.metrics:
+        write_json(args.metrics, metrics)
+    return _outcome(history)
+
+
+def _checkpoint(built, history: History, metrics: dict, out):
+    """Where the weights the model ends with are: fit keeps them in the train section's
+    checkpoint (in its `.best` twin after a stop put the best epoch back); without one, they
+    are saved to <out>/model.ckpt now."""
+    path = built.spec.train.checkpoint
+    if path is None:
+        return _save_model(built, history, metrics, out / "model.ckpt")
+    return best_path(path) if history.stopped else path
+
+
+def _save_model(built, history: History, metrics: dict, path):
+    """The model with its optimizer and schedule, for `topograd eval` (atomic); its epoch is
+    the one whose weights the model holds."""
+    numbers = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return save_checkpoint(
+            path,
+            built.model,
+            built.optimizer,
+            built.schedule,
+            rngs={},
+            epoch=history.best_epoch if history.stopped else len(history.epochs),
+            step=history.steps,
+            extra={"metrics": numbers},
+        )
+    except OSError as error:
+        raise cannot_write(path, error) from None
+
+
+def _outcome(*histories: History) -> int:
+    """FAILED (after saying why) when any run diverged, else OK."""
+    failed = [h for h in histories if diverged(h)]
+    for history in failed:
+        print(f"topograd: training {history.stopped}: {history.stop_message}", file=sys.stderr)
+    return FAILED if failed else OK
+
+
+# --- comparing optimizers ---------------------------------------------------------------------
+def _compare(spec, source, args) -> int:
+    """One run per optimizer, each from the same initial weights and shuffling."""
+    results, histories = [], {}
+    for index, entry in enumerate(spec.train.optimizers):
+        name = label(entry)
+        print(f"== {name} ==")
+        built = build_or_report(spec, source, optimizer_index=index)
+        if built is None:
+            return USAGE
+        options = fit_arguments(built, not args.no_progress, checkpoint=None)
+        history, seconds = _fit(built, **options)
+        histories[name] = history
+        results.append({"optimizer": name, **final_metrics(built, history, seconds)})
+    print()
+    rows = [
+        [
+            r["optimizer"],
+            number(r["train_loss"]),
+            number(r.get("val_accuracy")),
+            number(r.get("test_accuracy")),
+            f"{r['seconds']:.2f}",
+            r["stopped"] or "",
+        ]
+        for r in results
+    ]
+    print(table(["optimizer", "train loss", "val acc", "test acc", "seconds", "stopped"], rows))
+    if spec.train.checkpoint is not None:
+        print("(no checkpoint is written when comparing optimizers)")
+    if not args.no_plots:
+        out = output_folder(args.out, args.file)
+        path = plot_losses(histories, out / "compare.png", "optimizers from the same start")
+        print(f"curves: {path}")
+    if args.metrics:
+        write_json(args.metrics, {"optimizers": results})
+    return _outcome(*histories.values())
+
+
+# --- ensembles -----------------------------------------------------------------------------------
+def _eval_split(built) -> tuple[str, object]:
+    """Ensembles are scored on the test split, or on the validation split without one."""
+    for name in ("test", "val"):
+        part = rows_of(getattr(built.data.splits, name))
+        if part is not None:
+            return name, part
+    raise CommandError("an ensemble is scored on held-out data: give the data section test or val")
+
+
+def _snapshot(spec, source, args) -> int:
+    if args.epochs is not None:
+        raise CommandError("--epochs: a snapshot ensemble's length is cycles x epochs_per_cycle")
+    built = build_or_report(spec, source)
+    if built is None:
+        return USAGE
+    split, part = _eval_split(built)
+    options = fit_arguments(built, not args.no_progress)
+    for name in ("epochs", "schedule", "checkpoint"):  # snapshot_ensemble sets these itself
+        options.pop(name)
+    started = time.perf_counter()
+    try:
+        result = snapshot_ensemble(
+            built.model,
+            built.data.splits.train,
+            built.optimizer,
+            eval=part,
+            **spec.train.ensemble.kwargs,
+            **options,
+        )
+    except RuntimeError as error:  # the first cycle diverged: no snapshot at all
+        print(f"topograd: {error}", file=sys.stderr)
+        return FAILED
+    except (ValueError, TypeError) as error:
+        raise CommandError(str(error)) from None
+    history = _joined(result.histories)
+    metrics = final_metrics(built, history, time.perf_counter() - started)
+    metrics.update(
+        eval_split=split,
+        single_accuracy=result.single_accuracy,
+        ensemble_accuracy=result.ensemble_accuracy,
+        snapshot_accuracies=result.snapshot_accuracies,
+    )
+    print()
+    print(metrics_table(metrics))
+    print()
+    print(result.table())
+    _print_gain(result.single_accuracy, result.ensemble_accuracy, split, "the final model")
+    return _finish_ensemble(built, history, metrics, args, _outcome(*result.histories))
+
+
+def _independent(spec, source, args) -> int:
+    """K models from seeds seed..seed+K-1 (weights and shuffling), their probabilities
+    averaged. Each member is built from the file on its own, so its loss (with l2) and its
+    schedule belong to its own weights and optimizer."""
+    first = spec.train.seed
+    seeds = list(range(first, first + spec.train.ensemble.kwargs.get("members", 5)))
+    members, started = [], time.perf_counter()
+    for seed in seeds:
+        print(f"== member seed {seed} ==")
+        built = build_or_report(with_settings(spec, seed=seed), source)
+        if built is None:
+            return USAGE
+        history, _ = _fit(built, **fit_arguments(built, not args.no_progress, checkpoint=None))
+        members.append((built, history))
+    built, history = members[0]
+    split, part = _eval_split(built)
+    result = _ensemble_result(seeds, members, part)
+    metrics = final_metrics(built, history, time.perf_counter() - started)
+    metrics.update(
+        eval_split=split,
+        single_accuracy=result.single_accuracies[0],
+        mean_single_accuracy=result.mean_single,
+        ensemble_accuracy=result.ensemble_accuracy,
+        member_accuracies=result.single_accuracies,
+        excluded_seeds=result.excluded,
+    )
+    print()
+    print(metrics_table(metrics))
+    print()
+    print(result.table())
+    _print_gain(result.single_accuracies[0], result.ensemble_accuracy, split, f"seed {first}")
+    if not args.no_plots:
+        out = output_folder(args.out, args.file)
+        curves = {f"seed {s}": h for s, (_, h) in zip(seeds, members)}
+        print(f"members: {plot_losses(curves, out / 'members.png', 'ensemble members')}")
+    status = _outcome(*(h for _, h in members))
+    return _finish_ensemble(built, history, metrics, args, status)
+
+
+def _ensemble_result(seeds, members, part) -> EnsembleResult:
+    """Score the members alone and averaged (members predicting non-finite values left out),
+    in the engine's EnsembleResult so that its table prints them."""
+    probas = [predict_proba(built.model, part.x) for built, _ in members]
+    excluded = [s for s, p in zip(seeds, probas) if not np.all(np.isfinite(p))]
+    kept = [p for s, p in zip(seeds, probas) if s not in excluded]
+    if not kept:
+        raise CommandError("every ensemble member predicts non-finite values")
+    by_size = [accuracy(np.mean(kept[:count], axis=0), part.y) for count in range(1, len(kept) + 1)]
+    return EnsembleResult(
+        seeds=seeds,
+        models=[built.model for built, _ in members],
+        histories=[history for _, history in members],
+        single_accuracies=[accuracy(p, part.y) for p in probas],
+        ensemble_accuracy=by_size[-1],
+        accuracy_by_size=by_size,
+        excluded=excluded,
+    )
+
+
+def _print_gain(single: float, ensemble: float, split: str, which: str) -> None:
+    gain = 100 * (ensemble - single)
+    print(
+        f"{split} accuracy: single model ({which}) {single:.4f}, ensemble {ensemble:.4f} "
+        f"({gain:+.2f} points)"
+    )
+
+
+def _finish_ensemble(built, history, metrics, args, status: int) -> int:
+    """The single model's curves and checkpoint, and the metrics file."""
+    out = output_folder(args.out, args.file)
+    if not args.no_plots:
+        print(f"curves: {', '.join(str(p) for p in save_plots(history, out))}")
+    path = built.spec.train.checkpoint
+    saved = _save_model(built, history, metrics, out / "model.ckpt" if path is None else Path(path))
+    print(f"checkpoint (the single model): {saved}")
+    if args.metrics:
+        write_json(args.metrics, metrics)
+    return status
+
+
+def _joined(histories: list[History]) -> History:
+    """A snapshot ensemble's cycles as one History (epochs numbered on), for its curves."""
+    joined = History(best_metric=histories[0].best_metric, shapes=dict(histories[0].shapes))
+    joined.initial_loss = histories[0].initial_loss
+    for history in histories:
+        offset = len(joined.epochs)
+        joined.step_loss += history.step_loss
+        joined.lr += history.lr
+        for store, part in (
+            (joined.grad_norms, history.grad_norms),
+            (joined.update_ratios, history.update_ratios),
+        ):
+            for name, values in part.items():
+                store.setdefault(name, []).extend(values)
+        joined.epochs += [offset + epoch for epoch in history.epochs]
+        for name in ("batch_loss", "train_loss", "train_acc", "val_loss", "val_acc", "seconds"):
+            getattr(joined, name).extend(getattr(history, name))
+        joined.best_epoch = offset + history.best_epoch
+        joined.diagnosis = history.diagnosis
+        if history.stopped and joined.stopped is None:
+            joined.stopped, joined.stop_message = history.stopped, history.stop_message
+    return joined
+
+
+# --- the learning-rate range test ----------------------------------------------------------------
+def _range_test(spec, source, args) -> int:
+    """Smith's range test with the file's model, loss, optimizer and batches; no training."""
+    built = build_or_report(spec, source)
+    if built is None:
+        return USAGE
+    train = built.data.splits.train
+    settings = spec.train
+    generator = np.random.default_rng(settings.seed)
+    drop_last = settings.fit_options.get("drop_last", False)
+
+    def stream():
+        while True:
+            yield from batches(
+                train.x, train.y, settings.batch_size, rng=generator, drop_last=drop_last
+            )
+
+    def loss(model, batch):
+        return built.loss(model(Tensor(batch[0])), batch[1])
+
+    try:
+        result = lr_range_test(
+            built.model, loss, stream(), built.optimizer, **spec.range_test.options
+        )
+    except (ValueError, TypeError) as error:
+        raise CommandError(str(error)) from None
+    lrs = result.lrs
+    print(f"tested lr from {lrs[0]:.3g} to {lrs[-1]:.3g} in {len(lrs)} steps ({result.reason})")
+    metrics = {
+        "suggested_lr": result.suggestion,
+        "start_lr": float(lrs[0]),
+        "end_lr": float(lrs[-1]),
+        "steps": len(lrs),
+        "reason": result.reason,
+        "stopped_early": result.stopped_early,
+    }
+    if result.suggestion is None:
+        print("no suggestion: no loss was finite", file=sys.stderr)
+    else:
+        lowest = float(lrs[np.nanargmin(result.smoothed_losses)])
+        metrics["lowest_loss_lr"] = lowest
+        print(f"the smoothed loss was lowest at lr {lowest:.3g}")
+        print(f"suggested lr: {result.suggestion:.3g} (a tenth of that)")
+    if not args.no_plots:
+        out = output_folder(args.out, args.file)
+        path = write_atomically(out / "lr_range_test.png", result.plot)
+        print(f"plot: {path}")
+    if args.metrics:
+        write_json(args.metrics, metrics)
+    return OK if result.suggestion is not None else FAILED
+
+
+# --- graph files ---------------------------------------------------------------------------------
+def _graphs(spec, args) -> int:
+    """Each graph's lines with their values and gradients (one column per output)."""
+    document = {}
+    for graph in spec.graphs:
+        values = build_graph(graph, seed=0 if args.seed is None else args.seed)
+        grads, notes = {}, []
+        for name, output in values.outputs.items():
+            if not output.requires_grad:
+                notes.append(f"{name} depends on no input or param: it has no gradients")
+                continue
+            traced = Graph(output)
+            if output.size == 1:
+                traced.backward()
+            else:
+                traced.backward(np.ones(output.shape))
+                notes.append(f"{name} is not a scalar {output.shape}: gradients of sum({name})")
+            grads[name] = traced.grads
+        columns = ["grad"] if len(grads) == 1 else [f"grad {name}" for name in grads]
+        rows, records = [], []
+        for name, tensor in values.tensors.items():
+            found = [g.get(tensor.id) for g in grads.values()]
+            rows.append(
+                [name, values.roles[name], str(tuple(tensor.shape)), _summary(tensor.data)]
+                + [_summary(g) for g in found]
+            )
+            records.append(
+                {
+                    "name": name,
+                    "role": values.roles[name],
+                    "shape": list(tensor.shape),
+                    "value": _stats(tensor.data),
+                    "grads": {out: _stats(g) for out, g in zip(grads, found)},
+                }
+            )
+        print(f"graph {graph.name}")
+        print(table(["name", "role", "shape", "value", *columns], rows, left=3))
+        for note in notes:
+            print(f"note: {note}")
+        document[graph.name] = records
+    if args.metrics:
+        write_json(args.metrics, {"graphs": document})
+    return OK
+
+
+def _stats(array):
+    """A scalar's value, or a tensor's mean, std, min and max; None for no gradient."""
+    if array is None:
+        return None
+    array = np.asarray(array, dtype=np.float64)
+    if array.size == 1:
+        return float(array.reshape(()))
+    return {
+        "mean": float(array.mean()),
+        "std": float(array.std()),
+        "min": float(array.min()),
+        "max": float(array.max()),
+    }
+
+
+def _summary(array) -> str:
+    stats = _stats(array)
+    if stats is None:
+        return "-"
+    if isinstance(stats, float):
+        return f"{stats:.6g}"
+    return " ".join(f"{key} {value:.4g}" for key, value in stats.items())

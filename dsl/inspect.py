@@ -1,0 +1,163 @@
+"""The graph the inspection commands (`check`, `graph`, `step`) look at for a model file.
+
+A graph file gives its outputs as `dsl.build.build_graph` makes them. A network file gives
+the loss on a few examples of the training split with the model in training mode (batch
+statistics, dropout on), the way a training step computes it, in float64 so that central
+differences are meaningful. `Subject.recompute` computes the outputs again from the leaves'
+current values with the same randomness (the same dropout masks), so a gradient check
+compares the engine with differences of one and the same function.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+
+from dsl.build import build_data, build_graph, build_loss, build_model
+from dsl.commands.common import FAILED, USAGE, fail, load_spec
+from dsl.errors import DslError
+from dsl.spec import Spec
+from engine import Graph, Tensor
+from engine.modes import use_rng
+from engine.nn.module import Module, Parameter
+
+
+@dataclass
+class Subject:
+    """Named outputs, the named leaves to differentiate them by, and how to recompute."""
+
+    title: str  # what was built, in words
+    outputs: dict[str, Tensor]
+    leaves: dict[str, Tensor]  # parameters of a network; inputs and params of a graph file
+    recompute: Callable[[], dict[str, Tensor]]
+    kinds: dict[str, str] = dataclasses.field(default_factory=dict)  # leaf -> layer kind
+    spec: Spec | None = None
+
+    def graph(self) -> Graph:
+        """The engine graph of every output (backward runs from the first one)."""
+        return Graph(list(self.outputs.values()))
+
+
+def subject(spec: Spec, batch: int = 4, seed: int = 0) -> Subject:
+    """What to look at in a checked file: its network if it has one, else its graphs.
+
+    Raises DslBuildError when the engine refuses something only the build can see.
+    """
+    if spec.network is not None:
+        return network_subject(spec, batch, seed)
+    return graph_subject(spec, seed)
+
+
+def open_subject(path, batch: int = 4, seed: int = 0) -> tuple[Subject | None, int]:
+    """Load, check and build `path` for a command: (subject, 0), or (None, exit code) after
+    printing why not (a language error: 2; the engine refusing the batch: 1)."""
+    if batch < 1:
+        return None, fail(f"--batch must be >= 1, got {batch}")
+    spec, _ = load_spec(path)
+    if spec is None:
+        return None, USAGE
+    try:
+        return subject(spec, batch, seed), 0
+    except DslError as error:
+        print(error.render(), file=sys.stderr)
+        return None, USAGE
+    except (ValueError, TypeError, IndexError, FloatingPointError) as error:
+        print(f"topograd: {path}: the model could not run on a batch: {error}", file=sys.stderr)
+        return None, FAILED
+
+
+# --- graph files ---------------------------------------------------------------------------------
+def graph_subject(spec: Spec, seed: int = 0) -> Subject:
+    """Every graph block's outputs; names get the graph's name when the file has several."""
+    outputs: dict[str, Tensor] = {}
+    leaves: dict[str, Tensor] = {}
+    several = len(spec.graphs) > 1
+    for graph_spec in spec.graphs:
+        values = build_graph(graph_spec, seed)
+        prefix = f"{graph_spec.name}." if several else ""
+        outputs.update((prefix + name, t) for name, t in values.outputs.items())
+        leaves.update((prefix + name, t) for name, t in values.leaves.items())
+    names = ", ".join(g.name for g in spec.graphs)
+    replay = Graph(list(outputs.values())) if outputs else None
+
+    def recompute() -> dict[str, Tensor]:
+        if replay is not None:
+            replay.forward()
+        return outputs
+
+    return Subject(f"graph {names}", outputs, leaves, recompute, spec=spec)
+
+
+# --- network files -------------------------------------------------------------------------------
+def network_subject(spec: Spec, batch: int = 4, seed: int = 0) -> Subject:
+    """The network's loss (or its output when the file has no train section) on `batch`
+    examples drawn with `seed` from the training split (random inputs without a data
+    section), the model in float64 and in training mode."""
+    network = dataclasses.replace(spec.network, dtype="float64")
+    model = build_model(network, spec.train.seed if spec.train else 0)
+    model.train()
+    object.__setattr__(model, "_local_name", network.name)  # layer paths read `net.fc1`
+    rng = np.random.default_rng(seed)
+    if spec.data is not None:
+        train = build_data(spec).splits.train
+        picked = rng.choice(len(train.y), size=min(batch, len(train.y)), replace=False)
+        x, y = np.asarray(train.x[picked], dtype=np.float64), train.y[picked]
+        where = f"{len(picked)} training examples"
+    else:
+        x, y = rng.standard_normal((batch, *network.input_shape)), None
+        where = f"{batch} random inputs"
+    loss = build_loss(spec, model) if spec.train is not None and y is not None else None
+    leaves, kinds = _parameters(model, network)
+    generators = _generators(model)
+
+    def recompute() -> dict[str, Tensor]:
+        with _same_randomness(generators, seed):
+            out = model(Tensor(x, name="x"))
+            return {"loss": loss(out, y)} if loss is not None else {"output": out}
+
+    what = f"{loss.__name__} loss" if loss is not None else "output"
+    title = f"network {network.name}: {what} on {where} (float64, training mode, seed {seed})"
+    return Subject(title, recompute(), leaves, recompute, kinds, spec)
+
+
+def _parameters(model: Module, network) -> tuple[dict[str, Parameter], dict[str, str]]:
+    """Parameters named after the file's layers (`fc1.weight`, or `2.bias` when the layer has
+    no label) with each one's layer kind. Each tensor takes its name, so views show it."""
+    labels = {str(i): layer.label for i, layer in enumerate(network.layers) if layer.label}
+    kinds = {str(i): layer.kind for i, layer in enumerate(network.layers)}
+    named, kind_of = {}, {}
+    for name, parameter in model.named_parameters():
+        first, _, rest = name.partition(".")
+        full = f"{labels.get(first, first)}.{rest}" if rest else name
+        parameter.name = full
+        named[full] = parameter
+        kind_of[full] = kinds.get(first, "")
+    return named, kind_of
+
+
+def _generators(model: Module) -> list[np.random.Generator]:
+    """The generators that layers hold themselves (dropout built with an rng), each once."""
+    found = {}
+    for module in model.modules():
+        rng = getattr(module, "rng", None)
+        if isinstance(rng, np.random.Generator):
+            found[id(rng)] = rng
+    return list(found.values())
+
+
+@contextmanager
+def _same_randomness(generators, seed: int) -> Iterator[None]:
+    """Run a block from the same random state every time: the layers' own generators are
+    rewound to where they stood, and the engine's shared one is a fresh one from `seed`."""
+    states = [g.bit_generator.state for g in generators]
+    with use_rng(np.random.default_rng(seed)):
+        try:
+            yield
+        finally:
+            for generator, state in zip(generators, states, strict=True):
+                generator.bit_generator.state = state
