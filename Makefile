@@ -11,7 +11,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-# The runtime install (numpy, networkx) is enough for the demo.
+# The runtime install (numpy, networkx, tqdm, lark, matplotlib) is enough for the main job.
 $(VENV)/.runtime: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet --disable-pip-version-check -e .
 	touch $@
@@ -29,8 +29,9 @@ $(VENV)/.system: | $(BIN)/python
 		echo "warning: could not install graphviz (apt-get); graph drawing tests will be skipped"
 	touch $@
 
+# The main job: train the digits network of samples/digits.tg (batch norm, dropout, Adam).
 demo: $(VENV)/.runtime
-	$(BIN)/topograd demo
+	$(BIN)/topograd run samples/digits.tg
 
 test: $(VENV)/.test $(VENV)/.system
 	$(BIN)/ruff check .

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import runpy
 import sys
 from importlib.metadata import PackageNotFoundError, version
@@ -67,6 +68,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("topograd: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `topograd step FILE --all | head`: the reader left; stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":
