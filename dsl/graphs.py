@@ -159,6 +159,13 @@ class _Evaluator:
         if expr.name not in FUNCTIONS:
             from dsl.options import suggest
 
+            if expr.name in CONSTRUCTORS:
+                raise FoldError(
+                    name_pos(expr.pos, expr.name),
+                    f"{expr.name}(...) makes a starting value, so it belongs on an input or "
+                    "param line",
+                    f"e.g. param w = {expr.name}(...), then use w here",
+                )
             if expr.bare:
                 known = list(self.tensors) + list(self.constants) + list(FUNCTIONS.names())
                 message = f"unknown name {expr.name!r} (not an earlier line, a let or a function)"
