@@ -47,6 +47,7 @@ bench: $(VENV)/.test
 	$(BIN)/python bench/optim.py
 	$(BIN)/python bench/train.py
 	$(BIN)/python bench/conv.py
+	$(BIN)/python bench/dsl.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

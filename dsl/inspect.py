@@ -37,10 +37,11 @@ class Subject:
     recompute: Callable[[], dict[str, Tensor]]
     kinds: dict[str, str] = dataclasses.field(default_factory=dict)  # leaf -> layer kind
     spec: Spec | None = None
+    roles: dict = dataclasses.field(default_factory=dict)  # leaf tensor -> "input"/"parameter"
 
     def graph(self) -> Graph:
         """The engine graph of every output (backward runs from the first one)."""
-        return Graph(list(self.outputs.values()))
+        return Graph(list(self.outputs.values()), roles=self.roles)
 
 
 def subject(spec: Spec, batch: int = 4, seed: int = 0) -> Subject:
@@ -76,12 +77,17 @@ def graph_subject(spec: Spec, seed: int = 0) -> Subject:
     """Every graph block's outputs; names get the graph's name when the file has several."""
     outputs: dict[str, Tensor] = {}
     leaves: dict[str, Tensor] = {}
+    roles: dict[Tensor, str] = {}
     several = len(spec.graphs) > 1
     for graph_spec in spec.graphs:
         values = build_graph(graph_spec, seed)
         prefix = f"{graph_spec.name}." if several else ""
         outputs.update((prefix + name, t) for name, t in values.outputs.items())
         leaves.update((prefix + name, t) for name, t in values.leaves.items())
+        roles.update(
+            (t, "input" if values.roles[name] == "input" else "parameter")
+            for name, t in values.leaves.items()
+        )
     names = ", ".join(g.name for g in spec.graphs)
     replay = Graph(list(outputs.values())) if outputs else None
 
@@ -90,7 +96,7 @@ def graph_subject(spec: Spec, seed: int = 0) -> Subject:
             replay.forward()
         return outputs
 
-    return Subject(f"graph {names}", outputs, leaves, recompute, spec=spec)
+    return Subject(f"graph {names}", outputs, leaves, recompute, spec=spec, roles=roles)
 
 
 # --- network files -------------------------------------------------------------------------------

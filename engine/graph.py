@@ -64,14 +64,21 @@ class Graph:
     ['forward', 'forward', 'backward', 'backward', 'backward']
     """
 
-    def __init__(self, outputs):
+    def __init__(self, outputs, roles: dict | None = None):
+        """`roles` optionally names what some leaves are ({tensor: "input"}), for graphs
+        whose inputs also take gradients (a model file's `input` lines); other leaves get
+        `leaf_role`."""
         self.outputs = tuple(outputs) if isinstance(outputs, (list, tuple)) else (outputs,)
+        self._roles = {id(leaf): role for leaf, role in (roles or {}).items()}
         if not self.outputs or not all(isinstance(t, Tensor) for t in self.outputs):
             raise TypeError("Graph needs one or more Tensors as outputs")
         self.nodes: list[Tensor] = topological_order(self.outputs)
         self.grads: dict[int, np.ndarray] = {}
         self._by_id = {node.id: node for node in self.nodes}
         self._layers = self._assign_layers()
+
+    def _role(self, node: Tensor) -> str:
+        return self._roles.get(id(node)) or leaf_role(node)
 
     def _assign_layers(self):
         """Each node's layer; a parameter or constant made outside any layer joins the layer of
@@ -118,7 +125,7 @@ class Graph:
         layer = self.layer_of(node)
         return NodeInfo(
             id=node.id,
-            op=node.op.name if node.op is not None else leaf_role(node),
+            op=node.op.name if node.op is not None else self._role(node),
             name=node.name,
             shape=tuple(node.shape),
             dtype=str(node.dtype),
