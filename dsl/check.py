@@ -81,6 +81,12 @@ OUTPUT_SIZES = ("out_features", "out_channels")
 SCALAR_LAYERS = ("linear", "relu", "tanh", "sigmoid", "leaky_relu", "elu")
 DROPOUT_ALIASES = {"keep": ("p", lambda keep: 1.0 - keep), "drop": ("p", lambda drop: drop)}
 MAX_REPEAT = 10_000
+MAX_VALUES = 2**24
+"""The most values one example may have at a layer's input or output, and the most weights
+one layer may hold: beyond these, probing the layer would take seconds and gigabytes."""
+MAX_SCALAR_WEIGHTS = 2**14
+"""A scalar network makes one graph node per weight (about 3.5 us each to build)."""
+SIZES = ("in_features", "out_features", "in_channels", "out_channels", "pieces", "num_features")
 SNAPSHOT_CLASHES = {
     "schedule": "every cycle anneals the lr from lr_max with a cosine",
     "epochs": "it trains cycles x epochs_per_cycle epochs",
@@ -485,6 +491,9 @@ class _Checker:
             if not shape or not all(isinstance(s, int) and s >= 1 for s in shape):
                 self.problem(pos, f"input is a size or a shape like (1, 8, 8), got {value}")
                 return None
+            if math.prod(shape) > MAX_VALUES:
+                self.problem(pos, f"input {shape} is too large (at most {MAX_VALUES:,} values)")
+                return None
             if data is not None and int(np.prod(shape)) != data.features:
                 self.problem(pos, f"input {shape} does not match the data's {data.features}")
                 return None
@@ -533,6 +542,9 @@ class _Checker:
                 return None
             inner = self.expand(item.body, depth + 1)
             if inner is None:
+                return None
+            if len(out) + count * len(inner) > MAX_REPEAT:
+                self.problem(item.count.pos, f"the network unrolls to over {MAX_REPEAT} layers")
                 return None
             for index in range(count):
                 out.extend((layer, f"{label}_{index}" if label else None) for layer, label in inner)
@@ -690,6 +702,13 @@ class _Checker:
         return self.probed[key]
 
     def probe_once(self, name, target, kwargs, shape, pos, scalar, dtype):
+        weights = math.prod(kwargs[key] for key in SIZES if isinstance(kwargs.get(key), int))
+        if "out_channels" in kwargs and isinstance(kwargs.get("kernel_size"), int):
+            weights *= kwargs["kernel_size"] ** 2
+        limit = MAX_SCALAR_WEIGHTS if scalar else MAX_VALUES
+        if weights > limit:
+            self.problem(pos, f"{name}: {weights:,} weights are too many (at most {limit:,})")
+            return None
         try:
             module = target(**_with_engine_options(target, kwargs, dtype))
             if scalar:
@@ -701,10 +720,16 @@ class _Checker:
             module.eval()
             with no_grad():
                 out = module(Tensor(np.zeros((2, *shape)), dtype=dtype))
-            return tuple(out.shape[1:])
         except (ValueError, TypeError, IndexError) as error:
             self.problem(pos, f"{name}: {error}")
             return None
+        except MemoryError:
+            self.problem(pos, f"{name}: too large to build")
+            return None
+        if math.prod(out.shape[1:]) > MAX_VALUES:
+            self.problem(pos, f"{name}: its output {out.shape[1:]} is too large per example")
+            return None
+        return tuple(out.shape[1:])
 
     # --- graphs ---------------------------------------------------------------------------
     def graphs(self) -> list[GraphSpec]:

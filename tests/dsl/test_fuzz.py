@@ -1,0 +1,176 @@
+"""Fuzzing the language front end: whatever the text, parsing and checking either give a
+Spec or raise DslError whose every problem has a place (line and column from 1) and
+renders, and they do so within a second. Any other exception is a bug.
+
+The texts are random characters, random sequences of the language's own words, and model
+files (tests/dsl/fuzz_seeds/*.tg and samples/*.tg) with a few random edits.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import time
+from pathlib import Path
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import dsl
+from dsl.check import NETWORK_OPTIONS, SECTION_KEYS
+from dsl.graphs import CONSTRUCTORS
+from dsl.options import RANGES
+from dsl.parser import parse
+from engine.data.augment import AUGMENTATIONS
+from engine.data.datasets import DATASETS
+from engine.data.preprocess import PREPROCESSORS
+from engine.functional import FUNCTIONS, LOSSES
+from engine.init import INITIALIZERS
+from engine.nn.layers import LAYERS
+from engine.optim import OPTIMIZERS
+from engine.optim.schedules import SCHEDULES
+from engine.train.search import DISTRIBUTIONS
+
+HERE = Path(__file__).resolve().parent
+FILES = sorted((HERE / "fuzz_seeds").glob("*.tg")) + sorted(
+    (HERE.parent.parent / "samples").glob("*.tg")
+)
+SEEDS = [path.read_text(encoding="utf-8") for path in FILES]
+NAME = str(HERE / "no_such_folder" / "fuzzed.tg")
+"""Where the fuzzed file claims to be: relative data and checkpoint paths lead nowhere."""
+
+LIMIT_S = 1.0
+
+REGISTRIES = (LAYERS, OPTIMIZERS, SCHEDULES, LOSSES, DATASETS, PREPROCESSORS, AUGMENTATIONS)
+NAMES = sorted(
+    {name for registry in (*REGISTRIES, INITIALIZERS, DISTRIBUTIONS) for name in registry.names()}
+    | set(FUNCTIONS.names())
+    | set(CONSTRUCTORS)
+    | {key for keys in SECTION_KEYS.values() for key in keys}
+    | set(NETWORK_OPTIONS)
+    | set(RANGES)
+    | {"true", "false", "none", "inf", "float32", "float64", "x", "w", "width", "lr"}
+)
+KEYWORDS = [
+    "let", "graph", "network", "repeat", "input", "param", "output",
+    "data", "train", "search", "lr_range_test",
+]  # fmt: skip
+NUMBERS = [
+    "0", "1", "2", "3", "7", "64", "0.5", "1.0", ".5", "2.", "1e-3", "1e-400", "1e999",
+    "4.9e-324", "1e308", "1000000", "99999999999999999999", "2147483648", "1e6",
+]  # fmt: skip
+PUNCTUATION = [*"{}()[]=,~+-*/@", "**", '"', "#", "\n"]
+WORDS = [*NAMES, *KEYWORDS, *NUMBERS, *PUNCTUATION, '"digits.csv"', '"a\\"b"', "# note\n"]
+
+TOKEN = re.compile(r'"(?:[^"\\\n]|\\.)*"|#[^\n]*|[A-Za-z_]\w*|\d+\.?\d*(?:[eE][+-]?\d+)?|\*\*|\S')
+
+
+def load_or_fail_cleanly(text: str) -> None:
+    """The property every text must have (see the module docstring)."""
+    start = time.perf_counter()
+    try:
+        spec = dsl.load(dsl.Source(NAME, text))
+    except dsl.DslError as error:
+        elapsed = time.perf_counter() - start
+        assert error.problems
+        for problem in error.problems:
+            assert problem.pos.line >= 1 and problem.pos.column >= 1, problem
+            assert problem.message
+        rendered = error.render()
+        assert rendered.startswith(f"{NAME}:")
+    else:
+        elapsed = time.perf_counter() - start
+        assert isinstance(spec, dsl.Spec)
+    assert elapsed < LIMIT_S, f"parse + check took {elapsed:.2f} s"
+
+
+def parses_quickly(text: str) -> None:
+    start = time.perf_counter()
+    try:
+        parse(text, NAME)
+    except dsl.DslSyntaxError as error:
+        assert all(p.pos.line >= 1 and p.pos.column >= 1 for p in error.problems)
+        error.render()
+    elapsed = time.perf_counter() - start
+    assert elapsed < LIMIT_S, f"parsing {len(text)} characters took {elapsed:.2f} s"
+
+
+# --- random edits of model files ---------------------------------------------------------------
+def _tokens(text: str) -> list[re.Match]:
+    return list(TOKEN.finditer(text))
+
+
+def mutate(text: str, rng: random.Random) -> str:
+    """One random edit: characters or whole tokens deleted, inserted, replaced or swapped."""
+    tokens = _tokens(text)
+    where = rng.randrange(len(text) + 1)
+    kind = rng.randrange(8)
+    if kind == 0:  # delete a few characters
+        return text[:where] + text[where + rng.randint(1, 8) :]
+    if kind == 1:  # insert a word of the language
+        return text[:where] + rng.choice(["", " "]) + rng.choice(WORDS) + " " + text[where:]
+    if kind == 2:  # replace one character
+        return text[:where] + rng.choice("{}()[]=,~+-*/@#\"\\ \n0a._'") + text[where + 1 :]
+    if not tokens:
+        return text + rng.choice(WORDS)
+    token = rng.choice(tokens)
+    before, after = text[: token.start()], text[token.end() :]
+    if kind == 3:  # delete a token
+        return before + after
+    if kind == 4:  # replace a token by any word
+        return before + rng.choice(WORDS) + after
+    if kind == 5:  # replace a number or name by one of its kind
+        if token.group()[0].isdigit():
+            return before + rng.choice(NUMBERS) + after
+        return before + rng.choice(NAMES) + after
+    if kind == 6:  # duplicate a token
+        return before + token.group() + " " + token.group() + after
+    other = rng.choice(tokens)  # swap two tokens
+    first, second = sorted((token, other), key=lambda match: match.start())
+    if first.end() > second.start():
+        return text
+    return (
+        text[: first.start()]
+        + second.group()
+        + text[first.end() : second.start()]
+        + first.group()
+        + text[second.end() :]
+    )
+
+
+@st.composite
+def mutants(draw, seeds=tuple(SEEDS)):
+    text = draw(st.sampled_from(seeds))
+    rng = random.Random(draw(st.integers(0, 2**32 - 1)))
+    for _ in range(rng.randint(1, 4)):
+        text = mutate(text, rng)
+    return text
+
+
+FUZZ = settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@FUZZ
+@given(st.text(max_size=300))
+def test_random_text(text):
+    load_or_fail_cleanly(text)
+
+
+@FUZZ
+@given(st.lists(st.sampled_from(WORDS), max_size=40), st.randoms(use_true_random=False))
+def test_random_words_of_the_language(words, rng):
+    text = "".join(word + rng.choice(["", " ", "\n", "  "]) for word in words)
+    load_or_fail_cleanly(text)
+
+
+@FUZZ
+@given(mutants())
+def test_edited_model_files(text):
+    load_or_fail_cleanly(text)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.sampled_from(WORDS), min_size=1000, max_size=3000), st.sampled_from(SEEDS))
+def test_huge_texts_parse_within_the_limit(words, seed):
+    parses_quickly(" ".join(words))
+    parses_quickly("\n".join([seed] * 8))
