@@ -9,6 +9,7 @@ shape mismatch is reported at the layer that causes it.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 from pathlib import Path
 
@@ -86,6 +87,8 @@ MAX_VALUES = 2**24
 one layer may hold: beyond these, probing the layer would take seconds and gigabytes."""
 MAX_SCALAR_WEIGHTS = 2**14
 """A scalar network makes one graph node per weight (about 3.5 us each to build)."""
+MAX_EXAMPLES = 100_000
+"""The most examples a generated dataset may have (moons, circles, spiral)."""
 SIZES = ("in_features", "out_features", "in_channels", "out_channels", "pieces", "num_features")
 SNAPSHOT_CLASHES = {
     "schedule": "every cycle anneals the lr from lr_max with a cosine",
@@ -359,6 +362,16 @@ class _Checker:
     def load(self, entry: Entry):
         from dsl.datasets import load
 
+        if entry.name in DATASETS:
+            options = inspect.signature(DATASETS.get(entry.name)).parameters
+            given = {key: option.default for key, option in options.items()} | entry.kwargs
+            sizes = [given.get(key) for key in ("n", "n_per_class", "classes")]
+            count = math.prod(size for size in sizes if isinstance(size, int))
+            if count > MAX_EXAMPLES:
+                self.problem(
+                    entry.pos, f"{count:,} examples are too many (at most {MAX_EXAMPLES:,})"
+                )
+                return None
         try:
             return load(entry)
         except (DataError, OSError, ValueError) as error:

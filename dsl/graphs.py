@@ -4,6 +4,7 @@ line) and by the builder (to make the graph a person steps through)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,6 +16,11 @@ from engine.functional import FUNCTIONS
 
 CONSTRUCTORS = ("randn", "rand", "zeros", "ones", "full", "arange")
 """Calls that make a leaf's starting value; the rest are engine functions (FUNCTIONS)."""
+
+MAX_ELEMENTS = 10_000_000
+"""The most elements one value of a graph may have (a leaf, or an operator's result)."""
+MAX_MATMUL_WORK = 2**30
+"""The most multiply-adds one '@' may take: a graph is for looking at, not for heavy work."""
 
 _OPERATORS = {
     "+": lambda a, b: a + b,
@@ -52,7 +58,7 @@ def _shape(value, pos) -> tuple[int, ...]:
     for size in values:
         if not (isinstance(size, int) and not isinstance(size, bool)) or size < 1:
             raise FoldError(pos, f"a shape is whole numbers >= 1, got {describe(size)}")
-    if int(np.prod(values, dtype=np.int64)) > 10_000_000:
+    if math.prod(values) > MAX_ELEMENTS:
         raise FoldError(pos, f"the shape {values} is too large for a graph")
     return tuple(values)
 
@@ -63,7 +69,7 @@ def constructed(ref: Ref, rng: np.random.Generator) -> np.ndarray:
     if ref.name == "arange":
         if len(ref.args) != 1 or not isinstance(ref.args[0], int) or ref.args[0] < 1:
             raise FoldError(ref.pos, "arange takes one whole number >= 1, e.g. arange(6)")
-        return np.arange(ref.args[0], dtype=float)
+        return np.arange(_shape(ref.args, ref.pos)[0], dtype=float)
     allowed = {"randn": {"scale"}, "rand": {"low", "high"}, "full": {"value"}}.get(ref.name, set())
     for key in options:
         if key not in allowed:
@@ -78,7 +84,10 @@ def constructed(ref: Ref, rng: np.random.Generator) -> np.ndarray:
     if ref.name == "randn":
         return rng.standard_normal(shape) * options.get("scale", 1.0)
     if ref.name == "rand":
-        return rng.uniform(options.get("low", 0.0), options.get("high", 1.0), shape)
+        try:
+            return rng.uniform(options.get("low", 0.0), options.get("high", 1.0), shape)
+        except (ValueError, OverflowError) as error:
+            raise FoldError(ref.pos, f"rand: {error}") from None
     if ref.name == "zeros":
         return np.zeros(shape)
     if ref.name == "ones":
@@ -125,6 +134,22 @@ def _check_matmul(pos, left: tuple, right: tuple) -> None:
         )
 
 
+def _check_size(pos, op: str, left: tuple, right: tuple) -> None:
+    """Refuse an operation whose result (or, for '@', whose work) is too large, before it
+    runs; shapes that do not fit together are left to the engine's own message."""
+    if op == "@":
+        rows = math.prod(left[:-1])
+        columns = math.prod(right[:-2]) * right[-1] if len(right) >= 2 else 1
+        size, work = rows * columns, rows * columns * left[-1]
+    else:
+        try:
+            size = work = math.prod(np.broadcast_shapes(left, right))
+        except ValueError:
+            return
+    if size > MAX_ELEMENTS or work > MAX_MATMUL_WORK:
+        raise FoldError(pos, f"'{op}' on shapes {left} and {right} is too large for a graph")
+
+
 class _Evaluator:
     def __init__(self, constants, tensors):
         self.constants, self.tensors = constants, tensors
@@ -140,12 +165,16 @@ class _Evaluator:
                 right = right.item()  # a constant exponent: the engine's power op, no log(base)
             if expr.op == "@":
                 _check_matmul(expr.pos, left.shape, right.shape)
+            _check_size(expr.pos, expr.op, left.shape, np.shape(right))
             return self._engine(expr.pos, lambda: _OPERATORS[expr.op](left, right))
         if isinstance(expr, ast.Call):
             return self._call(expr)
         if isinstance(expr, ast.ListExpr | ast.TupleExpr | ast.String):
             value = fold(expr, self.constants)
-            return Tensor._const(np.array(plain(value), dtype=float))
+            try:
+                return Tensor._const(np.array(plain(value), dtype=float))
+            except (TypeError, ValueError):
+                raise FoldError(expr.pos, f"expected numbers, got {describe(value)}") from None
         raise FoldError(expr.pos, "not an expression")
 
     def _call(self, expr: ast.Call):
@@ -190,8 +219,10 @@ class _Evaluator:
     def _engine(pos, compute):
         try:
             return compute()
-        except (ValueError, TypeError, IndexError) as error:
+        except (ValueError, TypeError, IndexError, AttributeError) as error:
             raise FoldError(pos, str(error)) from None
+        except MemoryError:
+            raise FoldError(pos, "the result is too large to compute") from None
 
 
 def evaluate_graph(items, constants: dict, seed: int = 0) -> GraphValues:
