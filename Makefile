@@ -36,7 +36,7 @@ demo: $(VENV)/.runtime
 test: $(VENV)/.test $(VENV)/.system
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -n 2
+	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --hypothesis-seed=0
 
 lint: $(VENV)/.test
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
