@@ -21,7 +21,7 @@ from dsl.spec import Spec
 def read_source(path) -> Source:
     """A model file's text; an unreadable file is reported as a usage error by the CLI."""
     path = Path(path)
-    return Source(str(path), path.read_text(encoding="utf-8"))
+    return Source(str(path), path.read_text(encoding="utf-8-sig"))  # a BOM is not text
 
 
 def load(path_or_source, overrides: dict | None = None) -> Spec:

@@ -23,8 +23,8 @@ class Source:
     text: str
 
     def line(self, number: int) -> str:
-        lines = self.text.splitlines()
-        return lines[number - 1] if 1 <= number <= len(lines) else ""
+        lines = self.text.split("\n")  # the parser counts lines by "\n" only
+        return lines[number - 1].rstrip("\r") if 1 <= number <= len(lines) else ""
 
 
 @dataclass(frozen=True)
