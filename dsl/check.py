@@ -9,7 +9,6 @@ shape mismatch is reported at the layer that causes it.
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import math
 from pathlib import Path
 
@@ -18,7 +17,15 @@ import numpy as np
 from dsl import ast
 from dsl.errors import DslCheckError, Problem, Source
 from dsl.graphs import evaluate_graph
-from dsl.options import bind, range_problem, suggest, type_problem
+from dsl.options import (
+    bind,
+    expected_kind,
+    range_problem,
+    signature,
+    signature_parameters,
+    suggest,
+    type_problem,
+)
 from dsl.spec import (
     DataSpec,
     Entry,
@@ -363,7 +370,7 @@ class _Checker:
         from dsl.datasets import load
 
         if entry.name in DATASETS:
-            options = inspect.signature(DATASETS.get(entry.name)).parameters
+            options = signature(DATASETS.get(entry.name)).parameters
             given = {key: option.default for key, option in options.items()} | entry.kwargs
             sizes = [given.get(key) for key in ("n", "n_per_class", "classes")]
             count = math.prod(size for size in sizes if isinstance(size, int))
@@ -566,30 +573,7 @@ class _Checker:
     def names_only(self, layers, scalar) -> None:
         """Without an input shape, still report unknown layers and options."""
         for layer, _ in layers:
-            value = self.folded(layer.call) if not layer.call.bare else None
-            if value is None:
-                value = Ref(layer.call.name, pos=layer.call.pos)
-            if not isinstance(value, Ref):
-                continue
-            name = "scalar_linear" if scalar and value.name == "linear" else value.name
-            if name not in LAYERS:
-                self.problem(
-                    name_pos(layer.call.pos, value.name),
-                    f"unknown layer {value.name!r}",
-                    suggest(value.name, LAYERS.names()) or f"layers: {', '.join(LAYERS.names())}",
-                )
-                continue
-            aliases = DROPOUT_ALIASES if name == "dropout" else None
-            renamed = Ref(name, value.args, value.kwargs, value.pos, value.arg_pos, value.kwarg_pos)
-            self.entry(
-                renamed,
-                LAYERS,
-                "layer",
-                layer.call.pos,
-                inferred=INFERRED,
-                fillable=frozenset(OUTPUT_SIZES),
-                aliases=aliases,
-            )
+            self.layer_entry(layer.call, scalar)
 
     def layers(self, layers, shape, out_size, scalar, data, dtype) -> list[LayerSpec] | None:
         specs: list[LayerSpec] = []
@@ -633,8 +617,8 @@ class _Checker:
             shape = spec.out_shape
         return specs if ok else None
 
-    def layer(self, layer: ast.Layer, label, shape, out_size, scalar, dtype) -> LayerSpec | None:
-        call = layer.call
+    def layer_entry(self, call: ast.Call, scalar: bool) -> Entry | None:
+        """The layer a call names, resolved and its options bound (None after reporting)."""
         value = self.folded(call) if not call.bare else Symbol(call.name, call.pos)
         if value is None:
             return None
@@ -660,19 +644,22 @@ class _Checker:
                 suggest(name, LAYERS.names()) or f"layers: {', '.join(LAYERS.names())}",
             )
             return None
-        target = LAYERS.get(name)
-        aliases = DROPOUT_ALIASES if name == "dropout" else None
-        entry = self.entry(
+        return self.entry(
             value,
             LAYERS,
             "layer",
             call.pos,
             inferred=INFERRED,
             fillable=frozenset(OUTPUT_SIZES),
-            aliases=aliases,
+            aliases=DROPOUT_ALIASES if name == "dropout" else None,
         )
+
+    def layer(self, layer: ast.Layer, label, shape, out_size, scalar, dtype) -> LayerSpec | None:
+        call = layer.call
+        entry = self.layer_entry(call, scalar)
         if entry is None:
             return None
+        name, target = entry.name, LAYERS.get(entry.name)
         kwargs = dict(entry.kwargs)
         parameters = _parameter_names(target)
         for key in INFERRED & set(parameters):
@@ -885,14 +872,10 @@ def _option(options, key, default):
 
 
 def _parameter_names(target) -> list[str]:
-    from dsl.options import signature
-
     return list(signature(target).parameters)
 
 
 def _kind_of(target, key, skip):
-    from dsl.options import expected_kind, signature_parameters
-
     for parameter in signature_parameters(target, skip):
         if parameter.name == key:
             return expected_kind(parameter)

@@ -125,11 +125,8 @@ class ToAst(Transformer):
         name, *rest = children
         options: tuple = ()
         if rest and isinstance(rest[0], _Options):
-            options = rest.pop(0).keywords(self._where(name))
+            options = rest.pop(0).keywords(_token_pos(name))
         return ast.Network(str(name), options, tuple(rest), _pos(meta))
-
-    def _where(self, token):
-        return _token_pos(token)
 
     def named_layer(self, meta, children):
         label, call = children
@@ -369,12 +366,3 @@ def _reject_positional_network_options(program: ast.Program, source: Source) -> 
     ]
     if problems:
         raise DslSyntaxError(source, problems)
-
-
-def parse_file(path) -> tuple[ast.Program, Source]:
-    """Read and parse a file; returns the tree and the Source for later messages."""
-    from pathlib import Path
-
-    path = Path(path)
-    text = path.read_text(encoding="utf-8")
-    return parse(text, str(path)), Source(str(path), text)

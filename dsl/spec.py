@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from dsl import ast
-from dsl.values import Ref
 
 
 @dataclass(frozen=True)
@@ -126,7 +125,3 @@ class Spec:
     def kind(self) -> str:
         """ "network" when the file trains something, else "graph"."""
         return "network" if self.network is not None else "graph"
-
-
-def entry_from(ref: Ref, kwargs: dict) -> Entry:
-    return Entry(ref.name, kwargs, ref.pos)
