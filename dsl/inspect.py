@@ -100,22 +100,27 @@ def graph_subject(spec: Spec, seed: int = 0) -> Subject:
 
 
 # --- network files -------------------------------------------------------------------------------
-def network_subject(spec: Spec, batch: int = 4, seed: int = 0) -> Subject:
+def network_subject(
+    spec: Spec, batch: int = 4, seed: int = 0, model: Module | None = None
+) -> Subject:
     """The network's loss (or its output when the file has no train section) on `batch`
     examples drawn with `seed` from the training split (random inputs without a data
-    section), the model in float64 and in training mode."""
-    network = dataclasses.replace(spec.network, dtype="float64")
-    model = build_model(network, spec.train.seed if spec.train else 0)
+    section), the model in training mode: a fresh float64 one, or `model` as it is (the
+    window steps through the model it trains)."""
+    network = spec.network
+    if model is None:
+        network = dataclasses.replace(network, dtype="float64")
+        model = build_model(network, spec.train.seed if spec.train else 0)
     model.train()
     object.__setattr__(model, "_local_name", network.name)  # layer paths read `net.fc1`
     rng = np.random.default_rng(seed)
     if spec.data is not None:
         train = build_data(spec).splits.train
         picked = rng.choice(len(train.y), size=min(batch, len(train.y)), replace=False)
-        x, y = np.asarray(train.x[picked], dtype=np.float64), train.y[picked]
+        x, y = np.asarray(train.x[picked], dtype=network.dtype), train.y[picked]
         where = f"{len(picked)} training examples"
     else:
-        x, y = rng.standard_normal((batch, *network.input_shape)), None
+        x, y = rng.standard_normal((batch, *network.input_shape)).astype(network.dtype), None
         where = f"{batch} random inputs"
     loss = build_loss(spec, model) if spec.train is not None and y is not None else None
     leaves, kinds = _parameters(model, network)
@@ -127,7 +132,9 @@ def network_subject(spec: Spec, batch: int = 4, seed: int = 0) -> Subject:
             return {"loss": loss(out, y)} if loss is not None else {"output": out}
 
     what = f"{loss.__name__} loss" if loss is not None else "output"
-    title = f"network {network.name}: {what} on {where} (float64, training mode, seed {seed})"
+    title = (
+        f"network {network.name}: {what} on {where} ({network.dtype}, training mode, seed {seed})"
+    )
     return Subject(title, recompute(), leaves, recompute, kinds, spec)
 
 

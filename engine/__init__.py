@@ -24,6 +24,7 @@ from engine.modes import (
     no_grad,
 )
 from engine.ops import OPS, Op, register_op, unbroadcast
+from engine.stepper import Stepper
 from engine.tensor import Tensor, apply
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "NodeInfo",
     "Op",
     "StepEvent",
+    "Stepper",
     "Tensor",
     "apply",
     "default_rng",

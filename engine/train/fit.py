@@ -57,7 +57,7 @@ from engine.train.checks import (
     locate_nonfinite,
     locate_nonfinite_gradient,
 )
-from engine.train.history import EARLY_STOPPING, EXPLODED, NONFINITE, History
+from engine.train.history import EARLY_STOPPING, EXPLODED, INTERRUPTED, NONFINITE, History
 
 
 def fit(
@@ -85,6 +85,7 @@ def fit(
     drop_last: bool = False,
     eval_batch_size: int = 1024,
     diagnosis_threshold: float = DIAGNOSIS_THRESHOLD,
+    callback: Callable[[str, History], bool | None] | None = None,
 ) -> History:
     """Train `model` on `train` for `epochs` epochs of mini-batches; return the History.
 
@@ -125,6 +126,11 @@ def fit(
     against `baseline_error` (see `diagnose`). `track_stats=False` skips the per-parameter
     gradient norms and update ratios. `log` receives one line per epoch and the guards'
     messages (None: silent); `progress` shows a tqdm bar on stderr with loss, accuracy and lr.
+
+    `callback(event, history)` is called after every optimizer step (event "step") and after
+    every epoch's measurements (event "epoch"), on the thread that runs `fit`: a window draws
+    live curves from it. Returning True stops the run there, keeping the current weights
+    (History.stopped is "interrupted"); the end-of-run diagnosis still runs.
     """
     _check_options(epochs, batch_size, schedule, schedule_per, early_stopping, val)
     if resume and checkpoint is None:
@@ -148,6 +154,7 @@ def fit(
         drop_last=drop_last,
         eval_batch_size=eval_batch_size,
         batch_size=batch_size,
+        callback=callback,
     )
     if run.steps_per_epoch() == 0:
         raise ValueError(
@@ -226,6 +233,7 @@ class _Run:
         self.say = options["log"] or (lambda *_: None)
         self.drop_last, self.eval_batch_size = options["drop_last"], options["eval_batch_size"]
         self.batch_size = options["batch_size"]
+        self.callback = options["callback"]
         self.batch_rng = np.random.default_rng([self.seed, 0])
         self.dropout_rng = np.random.default_rng([self.seed, 1])
         self.history = History(best_metric="val_loss" if val is not None else "train_loss")
@@ -318,6 +326,8 @@ class _Run:
                 return False
             losses.append(value)
             bar.update(1)
+            if self._interrupted("step", epoch):
+                return False
             if len(losses) % 10 == 1:  # formatting the postfix every step would cost time
                 self.postfix.update(loss=f"{value:.4f}", lr=f"{self.history.lr[-1]:.3g}")
                 bar.set_postfix(self.postfix, refresh=False)
@@ -484,7 +494,21 @@ class _Run:
         if stop:
             self.restore_best()
             self.say(f"stopped ({EARLY_STOPPING}): {history.stop_message}")
-        return not stop
+            return False
+        return not self._interrupted("epoch", epoch)
+
+    def _interrupted(self, event: str, epoch: int) -> bool:
+        """Tell the callback about `event`; True (and the run marked) when it asks to stop."""
+        if self.callback is None or not self.callback(event, self.history):
+            return False
+        history = self.history
+        history.stopped = INTERRUPTED
+        history.stop_message = (
+            f"stopped by the caller after step {history.steps} (epoch {epoch}); "
+            "kept the current weights"
+        )
+        self.say(f"stopped ({INTERRUPTED}): {history.stop_message}")
+        return True
 
     def _epoch_line(self, epoch: int, epochs: int) -> str:
         history = self.history

@@ -23,6 +23,7 @@ from engine.train.checks import Diagnosis, NonFiniteReport
 EARLY_STOPPING = "early stopping"
 EXPLODED = "exploded"
 NONFINITE = "non-finite loss"
+INTERRUPTED = "interrupted"  # the caller's callback asked to stop
 
 
 def _plain(value):
@@ -50,8 +51,9 @@ def _floats(values) -> list[float]:
 class History:
     """What one `fit` run measured. Lists are indexed by step or by epoch (epochs from 1).
 
-    `stopped` is None when every epoch ran, else "early stopping", "exploded" or "non-finite
-    loss", with `stop_message` saying why in words (and `nonfinite` locating the first NaN).
+    `stopped` is None when every epoch ran, else "early stopping", "exploded", "non-finite
+    loss" or "interrupted" (fit's callback asked to stop), with `stop_message` saying why in
+    words (and `nonfinite` locating the first NaN).
     `best_epoch` is the epoch with the lowest validation loss (training loss without
     validation data; 0 stands for the weights before training), `best_metric` which of the
     two it was.
