@@ -2,10 +2,14 @@
 step, that can also step back, run to a node and stop at breakpoints.
 
 The events come from `Graph.forward_steps` and `Graph.backward_steps`, the executor that
-training runs; the stepper only remembers them. Stepping back moves the cursor back over
-the remembered events, and stepping on again replays them instead of recomputing (the
-forward pass is deterministic: dropout masks are part of the captured graph), so the values
-shown after a step back and forth are the ones the executor computed.
+training runs; the stepper only remembers them. The forward pass is computed one node per
+step. The backward pass is computed whole when its first step is asked for and then shown
+one node per step: a backward pass left half-way would keep its bookkeeping on the nodes
+(and on parameters a training step shares), so none is ever left paused. Stepping back
+moves the cursor back over the remembered events, and stepping on again replays them
+instead of recomputing (the forward pass is deterministic: dropout masks are part of the
+captured graph), so the values shown after a step back and forth are the ones the executor
+computed.
 
 >>> from engine import Tensor, Graph
 >>> x = Tensor(3.0, requires_grad=True, name="x")
@@ -41,6 +45,13 @@ class Stepper:
         self.has_backward = bool(root.requires_grad)
         if grad is None and self.has_backward and root.size != 1:
             grad = np.ones(root.shape, dtype=root.dtype)
+        if grad is not None:
+            grad = np.asarray(grad, dtype=root.dtype)
+            if grad.shape != tuple(root.shape):
+                raise ValueError(
+                    f"Stepper: the output gradient must have the output's shape "
+                    f"{tuple(root.shape)}, got {grad.shape}"
+                )
         self._grad = grad
         self.forward_total = len(graph.op_nodes)
         self.breakpoints: set[int] = set()  # node ids where running stops
@@ -49,12 +60,10 @@ class Stepper:
     # --- where the cursor is -----------------------------------------------------------
     def reset(self) -> None:
         """Back to before the first step: nothing computed, nothing remembered."""
-        source = getattr(self, "_source", None)
-        if source is not None:
-            source.close()  # a backward pass left half-way clears its counters now
         self._events: list[StepEvent] = []
         self._position = 0
         self._source: Iterator[StepEvent] | None = None
+        self._backward_total: int | None = None  # known once the backward pass is computed
         self._forward_done: dict[int, int] = {}  # node id -> position of its forward event
         self._backward_done: dict[int, int] = {}
 
@@ -93,7 +102,9 @@ class Stepper:
             return False
         if not self.has_backward:
             return True
-        return self._position == len(self._events) and self._source_exhausted()
+        return self._backward_total is not None and (
+            self._position == self.forward_total + self._backward_total
+        )
 
     # --- moving ------------------------------------------------------------------------
     def step(self) -> StepEvent | None:
@@ -235,17 +246,9 @@ class Stepper:
         yield from self.graph.forward_steps()
         if not self.has_backward:
             return
-        for leaf in self.graph.leaves:  # this pass's gradients, not accumulated onto old ones
-            if leaf.requires_grad:
-                leaf.grad = None
-        yield from self.graph.backward_steps(self._grad)
-
-    def _source_exhausted(self) -> bool:
-        """Whether the executor has no step left (peeks by taking it, remembering it)."""
-        if self._position < len(self._events):
-            return False
-        event = self._next_event()
-        if event is None:
-            return True
-        self._events.append(event)
-        return False
+        for node in self.graph.nodes:  # this pass's gradients, not added to an earlier pass's
+            if node.requires_grad and (node.op is None or node.retains_grad):
+                node.grad = None
+        backward = list(self.graph.backward_steps(self._grad))
+        self._backward_total = len(backward)
+        yield from backward
