@@ -1,0 +1,221 @@
+"""The inspector shows the engine's numbers and formulas for a real node, as a person reads them."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PySide6.QtCore import Qt
+
+import dsl.inspect
+from dsl.commands.common import load_spec
+from gui.heatmap import DIVERGING_COLOURS, SEQUENTIAL_COLOURS, HeatmapWidget, HistogramWidget
+from gui.inspector import DIGITS, LEAF_FORMULAS, VALUE_ROLE, Inspector
+from gui.model import GraphView, NodeView
+from gui.values import ValueView, format_number
+
+SAMPLES = Path(__file__).resolve().parents[2] / "samples"
+STAT_NAMES = ("shape", "dtype", "mean", "std", "min", "max", "nonfinite")
+NODE_FIELDS = ("title", "role", "layer", "shape", "state", "formula", "vjp_formula", "inputs")
+
+
+def stepped_graph(sample: str):
+    """A sample's engine graph after a whole forward and backward pass, and its views."""
+    spec, _ = load_spec(SAMPLES / sample)
+    graph = dsl.inspect.subject(spec).graph()
+    graph.forward()
+    graph.backward()
+    return graph, GraphView.from_graph(graph)
+
+
+def node_named(graph, views, name):
+    index = next(i for i, node in enumerate(graph.nodes) if node.name == name)
+    return graph.nodes[index], views.nodes[index]
+
+
+def show(inspector, graph, views, name, state="backward"):
+    node, view = node_named(graph, views, name)
+    inputs = [(views.node(key).title, views.node(key).shape_text) for key in view.inputs]
+    grad = graph.grad_of(node)
+    inspector.show_node(
+        view,
+        state,
+        ValueView.from_array(node.data),
+        None if grad is None else ValueView.from_array(grad),
+        inputs,
+        takes_grad=node.requires_grad,
+    )
+    return node
+
+
+def synthetic_node(shape=(300, 70)) -> NodeView:
+    return NodeView(
+        key="n3", index=3, node_id=42, op="relu", name="h", shape=shape, layer="fc1",
+        layer_kind="Linear", inputs=("n2",), role="op", formula="max(x, 0)",
+        vjp_formula="dx = g * (x > 0)",
+    )  # fmt: skip
+
+
+@pytest.fixture
+def inspector(qtbot):
+    widget = Inspector()
+    qtbot.addWidget(widget)
+    widget.resize(420, 700)
+    return widget
+
+
+@pytest.fixture(scope="module")
+def neuron():
+    return stepped_graph("neuron.tg")
+
+
+@pytest.fixture(scope="module")
+def softmax():
+    return stepped_graph("softmax_graph.tg")
+
+
+def test_a_scalar_op_node_shows_its_formulas_inputs_and_numbers(inspector, neuron):
+    graph, views = neuron
+    node = show(inspector, graph, views, "o")
+    info = graph.info(node)
+    assert inspector.text_of("title") == "o: tanh"
+    assert inspector.text_of("role") == "op"
+    assert inspector.text_of("state") == "backward: gradient computed"
+    assert inspector.text_of("formula") == info.formula
+    assert inspector.text_of("vjp_formula") == info.vjp_formula
+    assert inspector.text_of("inputs") == "n: add  (scalar)"
+    value, grad = inspector.value_panel, inspector.grad_panel
+    assert value.page == grad.page == "scalar"
+    assert value.text_of("number") == format_number(float(node.data), DIGITS) == "0.707107"
+    assert grad.text_of("number") == format_number(float(graph.grad_of(node)), DIGITS) == "1"
+
+
+def test_a_leaf_says_what_it_is_and_shows_micrograds_gradient(inspector, neuron):
+    graph, views = neuron
+    show(inspector, graph, views, "x1")
+    assert inspector.text_of("formula") == LEAF_FORMULAS["input"]
+    assert inspector.text_of("inputs") == "none"
+    assert inspector.value_panel.text_of("number") == "2"
+    assert inspector.grad_panel.text_of("number") == "-1.5"
+    mul_node = show(inspector, graph, views, "x1w1")
+    assert inspector.text_of("inputs").splitlines() == [
+        "x1: input  (scalar)",
+        "w1: parameter  (scalar)",
+    ]
+    assert inspector.value_panel.text_of("number") == format_number(float(mul_node.data), DIGITS)
+
+
+def test_a_tensor_node_shows_statistics_table_and_pictures(inspector, softmax):
+    graph, views = softmax
+    node = show(inspector, graph, views, "p")
+    array, grad = np.asarray(node.data), np.asarray(graph.grad_of(node))
+    assert inspector.text_of("formula") == graph.info(node).formula
+    assert inspector.text_of("shape") == "4x2"
+    panel = inspector.value_panel
+    assert panel.page == "tensor"
+    expected = {
+        "shape": "4x2",
+        "dtype": "float64",
+        "mean": format_number(array.mean(), DIGITS),
+        "std": format_number(array.std(), DIGITS),
+        "min": format_number(array.min(), DIGITS),
+        "max": format_number(array.max(), DIGITS),
+        "nonfinite": "0",
+    }
+    assert {name: panel.text_of(name) for name in STAT_NAMES} == expected
+    assert inspector.grad_panel.text_of("mean") == format_number(grad.mean(), DIGITS)
+    model = panel.table_model
+    assert (model.rowCount(), model.columnCount()) == array.shape
+    for (row, column), entry in np.ndenumerate(array):
+        index = model.index(row, column)
+        assert model.data(index, VALUE_ROLE) == entry
+        assert model.data(index) == format_number(entry, DIGITS)
+    assert model.headerData(0, Qt.Orientation.Vertical, Qt.ItemDataRole.ToolTipRole) is None
+    image = panel.heatmap.image
+    assert (image.width(), image.height()) == (2, 4)
+    assert len(panel.histogram.bar_rects()) == 30
+
+
+def test_a_cut_table_says_so_in_its_header_tooltips(inspector):
+    array = np.random.default_rng(0).normal(size=(300, 70))
+    inspector.show_node(synthetic_node(), "forward", ValueView.from_array(array), None, [])
+    model = inspector.value_panel.table_model
+    assert (model.rowCount(), model.columnCount()) == (200, 50)
+    tip = Qt.ItemDataRole.ToolTipRole
+    assert model.headerData(5, Qt.Orientation.Vertical, tip) == "showing 200 of 300 rows"
+    assert model.headerData(5, Qt.Orientation.Horizontal, tip) == "showing 50 of 70 columns"
+    assert model.data(model.index(199, 49), VALUE_ROLE) == array[199, 49]
+    assert inspector.text_of("layer") == "fc1 (Linear)"
+    assert inspector.text_of("state") == "forward: value computed"
+    assert inspector.grad_panel.text_of("message") == "no gradient yet"
+
+
+def test_row_headers_of_a_3d_tensor_name_the_leading_indices(inspector):
+    array = np.arange(24.0).reshape(2, 3, 4)
+    inspector.show_node(synthetic_node((2, 3, 4)), "forward", ValueView.from_array(array), None, [])
+    model = inspector.value_panel.table_model
+    labels = [model.headerData(r, Qt.Orientation.Vertical) for r in range(model.rowCount())]
+    assert labels == ["0, 0", "0, 1", "0, 2", "1, 0", "1, 1", "1, 2"]
+    assert model.data(model.index(4, 3), VALUE_ROLE) == array[1, 1, 3]
+
+
+def test_missing_value_and_gradient_say_why(inspector):
+    node = synthetic_node((3,))
+    inspector.show_node(node, "pending", None, None, [("x", "3")], takes_grad=False)
+    assert inspector.text_of("state") == "pending: not computed yet"
+    assert inspector.value_panel.page == "message"
+    assert inspector.value_panel.text_of("message") == "not computed yet"
+    assert inspector.grad_panel.text_of("message") == "takes no gradient"
+
+
+def test_clear_empties_everything(inspector, softmax):
+    graph, views = softmax
+    show(inspector, graph, views, "scores")
+    assert inspector.showing_node
+    inspector.clear()
+    assert not inspector.showing_node
+    assert all(inspector.text_of(field) == "" for field in NODE_FIELDS)
+    for panel in (inspector.value_panel, inspector.grad_panel):
+        assert panel.page == "message"
+        assert all(panel.text_of(name) == "" for name in (*STAT_NAMES, "message", "number"))
+        assert panel.table_model.rowCount() == 0
+        assert panel.heatmap.image is None and panel.histogram.bar_rects() == []
+
+
+def test_heatmap_paints_cells_in_the_diverging_colours_with_aspect_kept(qtbot):
+    array = np.array([[-3.0, 0.0, 1.0], [2.0, -1.0, 0.5]])
+    widget = HeatmapWidget()
+    qtbot.addWidget(widget)
+    widget.resize(330, 260)
+    widget.set_value(ValueView.from_array(array))
+    assert widget.colours == DIVERGING_COLOURS
+    rect = widget.image_rect()
+    assert abs(rect.width() / rect.height() - 3 / 2) < 0.02
+    picture = widget.grab().toImage()
+
+    def colour_at(row, column):
+        x = rect.left() + int((column + 0.5) * rect.width() / 3)
+        y = rect.top() + int((row + 0.5) * rect.height() / 2)
+        return picture.pixel(x, y) & 0xFFFFFF
+
+    assert colour_at(0, 0) == DIVERGING_COLOURS[0] & 0xFFFFFF
+    assert colour_at(1, 0) == DIVERGING_COLOURS[255] & 0xFFFFFF
+    assert colour_at(0, 1) == DIVERGING_COLOURS[128] & 0xFFFFFF
+    widget.set_value(ValueView.from_array(array - array.min()))
+    assert widget.colours == SEQUENTIAL_COLOURS
+
+
+def test_histogram_bars_follow_the_counts(qtbot):
+    array = np.random.default_rng(1).normal(size=500)
+    widget = HistogramWidget()
+    qtbot.addWidget(widget)
+    widget.resize(300, 200)
+    view = ValueView.from_array(array)
+    widget.set_value(view)
+    heights = [rect.height() for rect in widget.bar_rects()]
+    tallest = max(view.hist_counts)
+    assert heights.index(max(heights)) == view.hist_counts.index(tallest)
+    for height, count in zip(heights, view.hist_counts, strict=True):
+        assert height == pytest.approx(max(heights) * count / tallest)
+    lefts = [rect.left() for rect in widget.bar_rects()]
+    assert lefts == sorted(lefts)
+    assert not widget.grab().isNull()
