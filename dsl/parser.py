@@ -62,6 +62,12 @@ def _lark() -> Lark:
     )
 
 
+def terminals() -> dict:
+    """The grammar's terminals by name (keywords and token patterns), for an editor's syntax
+    highlighting to follow the grammar instead of a copied keyword list."""
+    return {terminal.name: terminal.pattern for terminal in _lark().terminals}
+
+
 def _pos(meta) -> ast.Pos:
     if getattr(meta, "empty", True):
         return ast.NOWHERE
