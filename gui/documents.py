@@ -40,9 +40,9 @@ class Document(QObject):
     """The model file being edited: its path (None until first saved), its unsaved-edits
     flag, and a watch on the file that reports changes made by other programs."""
 
-    dirtyChanged = Signal(bool)  # noqa: N815 (Qt's signal naming)
-    pathChanged = Signal(object)  # noqa: N815 (Qt's signal naming); a Path, or None if untitled
-    changedOnDisk = Signal(str)  # noqa: N815 (Qt's signal naming); the file no longer holds our text
+    dirtyChanged = Signal(bool)
+    pathChanged = Signal(object)  # a Path, or None if untitled
+    changedOnDisk = Signal(str)  # the file no longer holds our text
 
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
