@@ -21,12 +21,18 @@ $(VENV)/.test: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
 	touch $@ $(VENV)/.runtime
 
-# Debian packages: graphviz (`topograd graph` lays graphs out with `dot`). Installed once when
-# missing; without it the SVG/PNG tests are skipped and `topograd graph` says how to install it.
+# Debian packages: graphviz (`dot` lays graphs out for `topograd graph` and the window), xvfb
+# (a virtual X screen: a test opens the window as a desktop would) and the X libraries Qt's
+# xcb platform loads. Installed once when missing; without them the tests that need them are
+# skipped, `topograd graph` says how to install graphviz and the window uses its own layout.
+SYSTEM_PACKAGES := graphviz xvfb xauth libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 \
+	libxcb-image0 libxcb-randr0 libxcb-render-util0 libxcb-shape0 libxcb-xinerama0 \
+	libxcb-xkb1 libxkbcommon-x11-0 libegl1 libgl1 libfontconfig1 libdbus-1-3
 $(VENV)/.system: | $(BIN)/python
-	@command -v dot >/dev/null || { $(SUDO) apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq graphviz >/dev/null; } || \
-		echo "warning: could not install graphviz (apt-get); graph drawing tests will be skipped"
+	@{ command -v dot && command -v Xvfb && dpkg -s libxcb-cursor0 libxcb-icccm4; } >/dev/null 2>&1 || \
+		{ $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		$(SUDO) apt-get install -y -qq --no-install-recommends $(SYSTEM_PACKAGES) >/dev/null; } || \
+		echo "warning: could not install $(SYSTEM_PACKAGES) (apt-get); tests that need them will be skipped"
 	touch $@
 
 # The main job: train the digits network of samples/digits.tg (batch norm, dropout, Adam).

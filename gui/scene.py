@@ -147,6 +147,8 @@ class GraphScene(QGraphicsScene):
     def _restyle_all(self) -> None:
         """Give freshly built items the remembered styles (of keys still in the graph)."""
         graph = self.graph
+        if graph is None:  # nothing drawn yet
+            return
         known = self._node_keys
         self._states = {key: s for key, s in self._states.items() if key in known}
         self._values = {key: text for key, text in self._values.items() if key in known}

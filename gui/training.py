@@ -389,8 +389,7 @@ class TrainingPanel(QWidget):
         self.log = QPlainTextEdit()
         self.log.setReadOnly(True)
         self.log.setMaximumBlockCount(1000)
-        self.log.setMaximumHeight(90)
-        self.figure = Figure(figsize=(7, 5))  # fixed margins: a layout engine triples draw time
+        self.figure = Figure(figsize=(10, 2.6))  # fixed margins: a layout engine triples draw time
         self.canvas = FigureCanvasQTAgg(self.figure)
         self._build_plots()
         self._redraw = QTimer(self)
@@ -402,11 +401,17 @@ class TrainingPanel(QWidget):
         for widget in (QLabel("Train"), self.amount, self.unit, self.train_button):
             controls.addWidget(widget)
         controls.addWidget(self.stop_button)
-        controls.addWidget(self.status, 1)
-        layout = QVBoxLayout(self)
-        layout.addLayout(controls)
+        self.status.setWordWrap(True)
+        side = QVBoxLayout()
+        side.addLayout(controls)
+        side.addWidget(self.status)
+        side.addWidget(self.log, 1)
+        column = QWidget()
+        column.setLayout(side)
+        column.setMaximumWidth(380)
+        layout = QHBoxLayout(self)
+        layout.addWidget(column)
         layout.addWidget(self.canvas, 1)
-        layout.addWidget(self.log)
 
         self.train_button.clicked.connect(self.train)
         self.stop_button.clicked.connect(self.controller.stop)
@@ -418,10 +423,8 @@ class TrainingPanel(QWidget):
         self._enable()
 
     def _build_plots(self) -> None:
-        self.figure.subplots_adjust(
-            left=0.08, right=0.98, top=0.94, bottom=0.09, hspace=0.3, wspace=0.2
-        )
-        loss, accuracy, lr, ratio = self.figure.subplots(2, 2, sharex=True).ravel()
+        self.figure.subplots_adjust(left=0.05, right=0.99, top=0.88, bottom=0.16, wspace=0.3)
+        loss, accuracy, lr, ratio = self.figure.subplots(1, 4).ravel()
         self.lines = {
             "step loss": loss.plot([], [], lw=0.8, alpha=0.6, label="batch")[0],
             "train loss": loss.plot([], [], "o-", ms=3, label="train")[0],

@@ -1,17 +1,20 @@
-"""`topograd gui [FILE]`: the desktop window, once the `gui.app` module exists.
+"""`topograd gui [FILE]`: the desktop window (gui.app).
 
 The GUI is imported only here and only when asked for, so the command line never needs Qt.
+`--steps K --screenshot out.png` opens the window, takes K steps, saves it as a picture and
+exits: how the README's pictures are made.
 """
 
 from __future__ import annotations
 
 import importlib
 
-from dsl.commands.common import OK, fail
+from dsl.commands.common import OK, fail, source_of
+from dsl.training import positive_int
 
-NOT_BUILT = (
-    "the desktop window is not built yet; use topograd step FILE or "
-    "topograd graph FILE -o graph.svg"
+NO_QT = (
+    "the desktop window needs PySide6: pip install 'topograd[gui]' "
+    "(or use topograd step FILE / topograd graph FILE -o graph.svg)"
 )
 
 
@@ -19,17 +22,49 @@ def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "gui",
         help="open the desktop window",
-        description="Open the desktop window on a model file (or on none).",
+        description="Open the desktop window on a model file (or on none): edit it, see its "
+        "graph, step through the forward and backward passes, train it.",
     )
     parser.add_argument("file", nargs="?", help="a model file (.tg) to open")
+    parser.add_argument(
+        "--steps", type=int, default=0, metavar="K", help="take K steps first (with --screenshot)"
+    )
+    parser.add_argument(
+        "--screenshot", metavar="PNG", help="save the window as a PNG after the steps and exit"
+    )
+    parser.add_argument("--size", type=_size, default=(1500, 920), metavar="WxH")
+    groups = parser.add_mutually_exclusive_group()
+    groups.add_argument(
+        "--collapse", dest="collapse", action="store_const", const=True, help="collapse layers"
+    )
+    groups.add_argument(
+        "--expand", dest="collapse", action="store_const", const=False, help="expand layers"
+    )
+
+
+def _size(text: str) -> tuple[int, int]:
+    width, _, height = text.lower().partition("x")
+    return positive_int(width), positive_int(height)
 
 
 def run(args) -> int:
+    if args.steps < 0:
+        return fail(f"--steps must be >= 0, got {args.steps}")
+    if args.steps and args.screenshot is None:
+        return fail("--steps goes with --screenshot (the window takes the steps, then saves)")
+    if args.file is not None and source_of(args.file) is None:
+        return 2
     try:
         app = importlib.import_module("gui.app")
     except ImportError as error:
-        if error.name not in ("gui", "gui.app"):
-            raise  # the window exists but something it needs is missing: show what
-        return fail(NOT_BUILT)
-    result = app.main(args.file)
+        if error.name is None or not error.name.startswith("PySide6"):
+            raise  # something else is missing: show what
+        return fail(NO_QT)
+    result = app.main(
+        args.file,
+        steps=args.steps,
+        screenshot=args.screenshot,
+        size=args.size,
+        collapse=args.collapse,
+    )
     return OK if result is None else int(result)

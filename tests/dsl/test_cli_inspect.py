@@ -237,19 +237,36 @@ def test_step_through_a_network_summarizes_tensors(mlp, capsys):
 
 
 # --- gui -------------------------------------------------------------------------------------
-def test_gui_says_it_is_not_built(monkeypatch, capsys):
-    monkeypatch.setitem(sys.modules, "gui.app", None)  # importing it raises ImportError
+def test_gui_without_qt_says_how_to_install_it(monkeypatch, capsys):
+    for name in [m for m in sys.modules if m == "gui.app" or m.startswith("gui.window")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "PySide6", None)  # importing Qt raises ImportError
     assert main(["gui"]) == 2
-    assert capsys.readouterr().err.strip() == (
-        "topograd: the desktop window is not built yet; use topograd step FILE or "
-        "topograd graph FILE -o graph.svg"
-    )
+    assert "needs PySide6: pip install 'topograd[gui]'" in capsys.readouterr().err
 
 
-def test_gui_opens_the_app_when_there_is_one(monkeypatch, neuron):
+def test_gui_opens_the_app_with_the_options(monkeypatch, neuron, tmp_path):
     opened = []
     app = types.ModuleType("gui.app")
-    app.main = opened.append
+    app.main = lambda path, **options: opened.append((path, options))
     monkeypatch.setitem(sys.modules, "gui.app", app)
-    assert main(["gui", str(neuron)]) == 0
-    assert opened == [str(neuron)]
+    shot = str(tmp_path / "out.png")
+    assert main(["gui", str(neuron), "--steps", "3", "--screenshot", shot, "--collapse"]) == 0
+    assert main(["gui"]) == 0
+    assert opened == [
+        (
+            str(neuron),
+            {"steps": 3, "screenshot": shot, "size": (1500, 920), "collapse": True},
+        ),
+        (None, {"steps": 0, "screenshot": None, "size": (1500, 920), "collapse": None}),
+    ]
+
+
+def test_gui_refuses_bad_arguments_before_opening_a_window(monkeypatch, neuron, tmp_path, capsys):
+    app = types.ModuleType("gui.app")
+    app.main = lambda *a, **k: pytest.fail("the window must not open")
+    monkeypatch.setitem(sys.modules, "gui.app", app)
+    assert main(["gui", str(tmp_path / "missing.tg")]) == 2
+    assert "no such file" in capsys.readouterr().err
+    assert main(["gui", str(neuron), "--steps", "2"]) == 2
+    assert "--steps goes with --screenshot" in capsys.readouterr().err

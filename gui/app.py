@@ -1,0 +1,93 @@
+"""`topograd gui [FILE]`: start Qt, open the window, and optionally take K steps and save a
+screenshot (how the README's pictures are made, and how a test drives a real X server).
+
+Qt is imported here and nowhere in the engine or the language, so the command line runs
+without it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication
+
+from gui.window import MainWindow
+
+
+def main(path=None, steps: int = 0, screenshot=None, size=(1500, 920), collapse=None) -> int:
+    """Open the window on `path`; with `screenshot`, take `steps` steps (forward, then
+    backward), save the window as PNG there and quit. The exit code: 0, or 1 when the file
+    could not be opened or the screenshot could not be saved."""
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setApplicationName("topograd")
+    window = MainWindow()
+    window.resize(*size)
+    if path is not None and not window.open_file(path):
+        print(f"topograd: cannot open {path}", file=sys.stderr)
+        if screenshot is not None:
+            return 1
+    window.show()
+    if screenshot is None:
+        return app.exec()
+    result = {"code": 1}
+    QTimer.singleShot(0, lambda: _script(app, window, steps, screenshot, collapse, result))
+    app.exec()
+    return result["code"]
+
+
+# How long the window gets to be mapped and painted before the screenshot (a real X server
+# shows a window asynchronously).
+SETTLE_MS = 400
+
+
+def _script(app, window: MainWindow, steps: int, screenshot, collapse, result) -> None:
+    """Take the steps, give the window time to paint, then save it and quit."""
+    try:
+        if collapse is not None:
+            (window.collapse_all if collapse else window.expand_all)()
+            window.canvas.fit_to_view()
+        for _ in range(steps):
+            window.controller.step()
+    except Exception:
+        app.quit()
+        raise
+
+    def finish():
+        try:
+            if save_screenshot(window, screenshot):
+                result["code"] = 0
+        finally:
+            app.quit()
+
+    QTimer.singleShot(SETTLE_MS, finish)
+
+
+def save_screenshot(window, path) -> bool:
+    """The window as the screen shows it (a real X server) or as Qt renders it (offscreen),
+    written atomically as PNG; False with a message when it cannot be written."""
+    path = Path(path)
+    app = QApplication.instance()
+    if app.platformName() == "xcb" and window.windowHandle() is not None:
+        picture = window.windowHandle().screen().grabWindow(window.winId())
+    else:
+        picture = window.grab()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(suffix=".png", dir=path.parent)
+        os.close(handle)
+        try:
+            if not picture.save(temporary, "PNG"):
+                raise OSError(f"Qt could not write a PNG to {path}")
+            os.replace(temporary, path)
+        finally:
+            if os.path.exists(temporary):
+                os.remove(temporary)
+    except OSError as error:
+        print(f"topograd: cannot write {path}: {error}", file=sys.stderr)
+        return False
+    print(f"saved {path} ({picture.width()}x{picture.height()})")
+    return True

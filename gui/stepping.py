@@ -1,0 +1,138 @@
+"""The thin adapter between the engine's stepper and Qt: actions in, signals out.
+
+`StepController` drives `engine.Stepper` (through the session) and announces every change
+as a signal carrying the engine's own `StepEvent`s; it computes nothing itself. Play is a
+QTimer that takes one step per tick, at a speed in steps per second, and pauses at a
+breakpoint or at the end.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QObject, QTimer, Signal
+
+from gui.session import Session
+
+MIN_SPEED, MAX_SPEED = 1, 200  # steps per second while playing
+
+
+class StepController(QObject):
+    """Step, step back, run, run to a node, breakpoints and play for one session."""
+
+    advanced = Signal(list)  # the StepEvents just done, in order
+    undone = Signal(object)  # the StepEvent just undone
+    wasReset = Signal()  # nothing is computed any more
+    breakpointChanged = Signal(str, bool)  # node key, set
+    playingChanged = Signal(bool)
+    changed = Signal()  # after any of the above: position, phase or playing changed
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.session: Session | None = None
+        self._timer = QTimer(self)
+        self._timer.timeout.connect(self._tick)
+        self.set_speed(10)
+
+    # --- the session ---------------------------------------------------------------------
+    def set_session(self, session: Session | None) -> None:
+        self.pause()
+        self.session = session
+        self.wasReset.emit()
+        self.changed.emit()
+
+    @property
+    def stepper(self):
+        return None if self.session is None else self.session.stepper
+
+    @property
+    def playing(self) -> bool:
+        return self._timer.isActive()
+
+    # --- actions ----------------------------------------------------------------------------
+    def step_forward(self) -> None:
+        self._advance(lambda s: _listed(s.step_forward()))
+
+    def step_backward(self) -> None:
+        self._advance(lambda s: s.run_to_end_of("forward") + _listed(s.step_backward()))
+
+    def step(self) -> None:
+        """The next step of either pass."""
+        self._advance(lambda s: _listed(s.step()))
+
+    def run(self) -> None:
+        """Run to the next breakpoint or the end."""
+        self._advance(lambda s: s.run())
+
+    def run_to_end_of_pass(self) -> None:
+        self._advance(lambda s: s.run_to_end_of())
+
+    def run_to(self, key: str) -> None:
+        """Run until the node's next step is done (its forward, then its backward)."""
+        if self.session is not None:
+            node_id = self.session.node_id(key)
+            self._advance(lambda s: s.run_to(node_id))
+
+    def step_back(self) -> None:
+        if self.stepper is None:
+            return
+        event = self.stepper.step_back()
+        if event is not None:
+            self.undone.emit(event)
+            self.changed.emit()
+
+    def reset(self) -> None:
+        if self.stepper is None:
+            return
+        self.pause()
+        self.stepper.reset()
+        self.wasReset.emit()
+        self.changed.emit()
+
+    def toggle_breakpoint(self, key: str) -> None:
+        if self.session is None:
+            return
+        on = self.stepper.toggle_breakpoint(self.session.node_id(key))
+        self.breakpointChanged.emit(key, on)
+        self.changed.emit()
+
+    # --- playing --------------------------------------------------------------------------
+    def set_speed(self, steps_per_second: int) -> None:
+        speed = max(MIN_SPEED, min(MAX_SPEED, int(steps_per_second)))
+        self._timer.setInterval(round(1000 / speed))
+
+    def play(self) -> None:
+        if self.stepper is None or self.stepper.finished or self.playing:
+            return
+        self._timer.start()
+        self.playingChanged.emit(True)
+        self.changed.emit()
+
+    def pause(self) -> None:
+        if self.playing:
+            self._timer.stop()
+            self.playingChanged.emit(False)
+            self.changed.emit()
+
+    def toggle_play(self) -> None:
+        self.pause() if self.playing else self.play()
+
+    def _tick(self) -> None:
+        event = self.stepper.step() if self.stepper is not None else None
+        if event is None:
+            self.pause()
+            return
+        self.advanced.emit([event])
+        if event.node.id in self.stepper.breakpoints or self.stepper.finished:
+            self.pause()
+        self.changed.emit()
+
+    def _advance(self, action) -> None:
+        if self.stepper is None:
+            return
+        events = action(self.stepper)
+        if events:
+            self.advanced.emit(events)
+            self.changed.emit()
+
+
+def _listed(event) -> list:
+    return [] if event is None else [event]

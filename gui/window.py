@@ -1,0 +1,479 @@
+"""The main window: editor and problems on the left, the graph in the middle, the inspector on
+the right, the training panel below, the stepping toolbar on top.
+
+The window only wires parts together: the text is checked as it is typed (gui.editor), a
+checked file becomes a Session (engine objects), its graph is laid out (gui.layout) and drawn
+(gui.scene), and the step controller's signals restyle the picture (gui.presenter).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtWidgets import (
+    QDockWidget,
+    QFileDialog,
+    QLabel,
+    QMainWindow,
+    QSlider,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
+
+from dsl import DslError, parse
+from dsl.errors import Source
+from gui.actions import FILE, STEPPING, VIEW, Actions
+from gui.diagnostics import Diagnosis
+from gui.documents import Document, RecentFiles
+from gui.editor import CodeEditor, DebouncedChecker
+from gui.inspector import Inspector
+from gui.layout import cached_layout, visible_input
+from gui.model import GROUP_PREFIX
+from gui.presenter import StepPresenter
+from gui.problems import ProblemsList
+from gui.scene import GraphScene
+from gui.session import Session
+from gui.stepping import MAX_SPEED, MIN_SPEED, StepController
+from gui.training import TrainingPanel
+from gui.view import GraphCanvas, SearchBar
+
+# Graphs bigger than this open with their layers collapsed (expand them one by one).
+COLLAPSE_ABOVE = 400
+# Below this zoom box text is too small to read: the view starts on the first op instead.
+READABLE_ZOOM = 0.45
+
+
+class MainWindow(QMainWindow):
+    """topograd's window on one model file."""
+
+    def __init__(self, recent: RecentFiles | None = None):
+        super().__init__()
+        self.setWindowTitle("topograd")
+        self.resize(1500, 920)
+        self.session: Session | None = None
+        self.collapsed: frozenset[str] = frozenset()
+        self.layout_result = None
+        self.selected: str | None = None
+        self._program = None  # the last program made into a session (positions ignored)
+        self._pending: Diagnosis | None = None  # a check that arrived while training ran
+        self._fit_next = True  # fit the next graph drawn to the view
+        self._training = False  # stepping waits while the training panel trains the model
+        self.document = Document(self)
+        self.recent = recent if recent is not None else RecentFiles()
+        self.actions = Actions(self)
+        self.controller = StepController(self)
+        self._build_widgets()
+        self._build_menus()
+        self._connect()
+        self._update_actions()
+
+    # --- construction ----------------------------------------------------------------------
+    def _build_widgets(self) -> None:
+        self.editor = CodeEditor()
+        self.problems = ProblemsList()
+        self.checker = DebouncedChecker(self.editor, parent=self)
+        left = QSplitter(Qt.Vertical)
+        left.addWidget(self.editor)
+        left.addWidget(self.problems)
+        left.setSizes([700, 160])
+
+        self.scene = GraphScene(self)
+        self.canvas = GraphCanvas(self.scene)
+        self.search = SearchBar(self.scene, self.canvas)
+        self.search.hide()
+        middle = QWidget()
+        column = QVBoxLayout(middle)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.addWidget(self.search)
+        column.addWidget(self.canvas)
+
+        self.inspector = Inspector()
+        splitter = QSplitter(Qt.Horizontal)
+        splitter.addWidget(left)
+        splitter.addWidget(middle)
+        splitter.addWidget(self.inspector)
+        splitter.setSizes([400, 780, 380])
+        self.setCentralWidget(splitter)
+
+        self.training = TrainingPanel()
+        dock = QDockWidget("Training", self)
+        dock.setObjectName("training")
+        dock.setWidget(self.training)
+        self.addDockWidget(Qt.BottomDockWidgetArea, dock)
+        self.resizeDocks([dock], [250], Qt.Vertical)
+        self.training_dock = dock
+
+        self.presenter = StepPresenter(self.scene)
+        self.speed = QSlider(Qt.Horizontal)
+        self.speed.setRange(MIN_SPEED, MAX_SPEED)
+        self.speed.setValue(10)
+        self.speed.setMaximumWidth(140)
+        self.speed.setToolTip("play speed: steps per second")
+        self.position_label = QLabel()
+        self.layout_label = QLabel()
+        self.statusBar().addPermanentWidget(self.position_label)
+        self.statusBar().addPermanentWidget(self.layout_label)
+
+    def _build_menus(self) -> None:
+        bar = self.menuBar()
+        file_menu = bar.addMenu("&File")
+        file_menu.addActions(self.actions.of(FILE[:2]))
+        self.recent_menu = file_menu.addMenu("Open &recent")
+        file_menu.addActions(self.actions.of(FILE[2:]))
+        bar.addMenu("&Step").addActions(self.actions.of(STEPPING))
+        bar.addMenu("&View").addActions(self.actions.of(VIEW))
+        toolbar = self.addToolBar("Stepping")
+        toolbar.setObjectName("stepping")
+        toolbar.addActions(self.actions.of(STEPPING[:8]))
+        toolbar.addWidget(QLabel(" speed "))
+        toolbar.addWidget(self.speed)
+        toolbar.addActions(self.actions.of(STEPPING[8:]))
+        self._fill_recent_menu()
+
+    def _connect(self) -> None:
+        a, c = self.actions, self.controller
+        for action, slot in (
+            (a.step_forward, c.step_forward),
+            (a.step_backward, c.step_backward),
+            (a.step_back, c.step_back),
+            (a.run, c.run),
+            (a.run_to_end, c.run_to_end_of_pass),
+            (a.run_to_selected, self.run_to_selected),
+            (a.toggle_breakpoint, self.toggle_breakpoint),
+            (a.play, c.toggle_play),
+            (a.reset, c.reset),
+            (a.new_batch, self.new_batch),
+            (a.find, self.show_search),
+            (a.fit, self.canvas.fit_to_view),
+            (a.zoom_in, self.canvas.zoom_in),
+            (a.zoom_out, self.canvas.zoom_out),
+            (a.collapse_all, self.collapse_all),
+            (a.expand_all, self.expand_all),
+            (a.export, self.export_picture),
+            (a.new, self.new_file),
+            (a.open, self.choose_file),
+            (a.save, self.save),
+            (a.save_as, self.save_as),
+            (a.reload, self.reload),
+            (a.quit, self.close),
+        ):
+            action.triggered.connect(slot)
+        self.speed.valueChanged.connect(c.set_speed)
+        c.advanced.connect(self._on_advanced)
+        c.undone.connect(self._on_undone)
+        c.wasReset.connect(self._on_reset)
+        c.breakpointChanged.connect(self.scene.set_breakpoint)
+        c.changed.connect(self._update_actions)
+        self.scene.nodeSelected.connect(self.select)
+        self.scene.groupToggled.connect(self.toggle_group)
+        self.scene.breakpointToggled.connect(c.toggle_breakpoint)
+        self.checker.checked.connect(self._on_checked)
+        self.problems.activated.connect(self.editor.go_to)
+        self.editor.textChanged.connect(lambda: self.document.set_dirty(True))
+        self.document.dirtyChanged.connect(lambda _: self._update_title())
+        self.document.changedOnDisk.connect(self._on_changed_on_disk)
+        self.training.trainingStarted.connect(self._on_training_started)
+        self.training.trainingFinished.connect(self._on_training_finished)
+
+    # --- files -----------------------------------------------------------------------------
+    def open_file(self, path) -> bool:
+        """Show `path` in the editor and check it now; False (with the reason in the status
+        line) when it cannot be read."""
+        try:
+            text = self.document.open(path)
+        except (OSError, UnicodeDecodeError) as error:
+            self.statusBar().showMessage(f"cannot open {path}: {error}")
+            return False
+        self._program = None
+        self._fit_next = True
+        self.checker.set_name(self.document.name)
+        self.editor.setPlainText(text)
+        self.document.set_dirty(False)
+        self.recent.add(str(Path(path).resolve()))
+        self._fill_recent_menu()
+        self._update_title()
+        self.check_now()
+        return True
+
+    def choose_file(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open model", "", "Model files (*.tg)")
+        if path:
+            self.open_file(path)
+
+    def new_file(self) -> None:
+        self.document.new()
+        self.checker.set_name(self.document.name)
+        self._program = None
+        self.editor.setPlainText("")
+        self.document.set_dirty(False)
+        self._update_title()
+
+    def save(self) -> bool:
+        if self.document.path is None:
+            return self.save_as()
+        return self._write(lambda: self.document.save(self.editor.source_text()))
+
+    def save_as(self) -> bool:
+        path, _ = QFileDialog.getSaveFileName(self, "Save model", "", "Model files (*.tg)")
+        if not path:
+            return False
+        return self._write(lambda: self.document.save_as(path, self.editor.source_text()))
+
+    def _write(self, write) -> bool:
+        try:
+            write()
+        except OSError as error:
+            self.statusBar().showMessage(f"not saved: {error}")
+            return False
+        self.checker.set_name(self.document.name)
+        self.recent.add(str(Path(self.document.path).resolve()))
+        self._fill_recent_menu()
+        self._update_title()
+        self.statusBar().showMessage(f"saved {self.document.path}", 3000)
+        return True
+
+    def reload(self) -> None:
+        if self.document.path is not None:
+            self.open_file(self.document.path)
+
+    def _on_changed_on_disk(self, path) -> None:
+        if self.document.dirty:
+            self.statusBar().showMessage(
+                f"{path} changed on disk; File > Reload from disk discards your edits"
+            )
+        else:
+            self.open_file(path)
+
+    def _fill_recent_menu(self) -> None:
+        self.recent_menu.clear()
+        for path in self.recent.paths():
+            self.recent_menu.addAction(path).triggered.connect(
+                lambda _=False, p=path: self.open_file(p)
+            )
+
+    def _update_title(self) -> None:
+        name = Path(self.document.path).name if self.document.path else "untitled"
+        star = "*" if self.document.dirty else ""
+        self.setWindowTitle(f"{name}{star} - topograd")
+
+    # --- checking and building -------------------------------------------------------------
+    def check_now(self) -> None:
+        """Check the editor's text at once (instead of after the typing pause)."""
+        self.checker.check_now()
+
+    def _on_checked(self, diagnosis: Diagnosis) -> None:
+        self.editor.set_problems(diagnosis.problems)
+        self.problems.show_problems(diagnosis.problems)
+        if not diagnosis.ok:
+            return
+        if self._training:
+            self._pending = diagnosis
+            return
+        program = parse(diagnosis.source.text, diagnosis.source.name)
+        if program == self._program and self.session is not None:
+            return  # only comments, spacing or positions changed
+        self._program = program
+        self._load(diagnosis.spec, diagnosis.source)
+
+    def _load(self, spec, source: Source) -> None:
+        try:
+            session = Session(spec, source)
+        except DslError as error:
+            self.editor.set_problems(error.problems)
+            self.problems.show_problems(error.problems)
+            return
+        except (ValueError, TypeError, IndexError, FloatingPointError) as error:
+            self.statusBar().showMessage(f"the model could not run on a batch: {error}")
+            return
+        first = self.session is None or self._fit_next
+        self._fit_next = False
+        self.session = session
+        self.presenter.set_session(session)
+        self.training.set_built(session.built)
+        self.training_dock.setVisible(session.can_train)
+        if len(session.view.nodes) > COLLAPSE_ABOVE:
+            self.collapsed = frozenset(group.key for group in session.view.groups)
+        else:
+            self.collapsed = self.collapsed & {group.key for group in session.view.groups}
+        self.relayout()
+        self.controller.set_session(session)
+        if first:
+            self._show_start()
+        self.statusBar().showMessage(session.subject.title, 5000)
+
+    def _show_start(self) -> None:
+        """The whole graph when it is legible fitted to the view; else the start of the
+        forward pass at a readable zoom."""
+        self.canvas.fit_to_view()
+        if self.canvas.zoom_level() >= READABLE_ZOOM or self.session is None:
+            return
+        self.canvas.set_zoom(0.8)
+        first_op = next((n.key for n in self.session.view.nodes if n.role == "op"), None)
+        item = None if first_op is None else self.scene.item_showing(first_op)
+        if item is not None:
+            self.canvas.centerOn(item)
+
+    def relayout(self) -> None:
+        """Lay the session's graph out with the current collapsed groups and draw it."""
+        if self.session is None:
+            return
+        layout_input = visible_input(self.session.view, self.collapsed)
+        self.layout_result = cached_layout(layout_input)
+        self.scene.show(self.session.view, self.layout_result, self.collapsed)
+        self.presenter.refresh()
+        self.layout_label.setText(f"layout: {self.layout_result.note}")
+        if self.selected is not None:
+            self.select(self.selected)
+
+    # --- groups, selection, search ------------------------------------------------------------
+    def toggle_group(self, key: str) -> None:
+        self.collapsed = self.collapsed ^ {key}
+        self.relayout()
+
+    def collapse_all(self) -> None:
+        if self.session is not None:
+            self.collapsed = frozenset(group.key for group in self.session.view.groups)
+            self.relayout()
+
+    def expand_all(self) -> None:
+        self.collapsed = frozenset()
+        self.relayout()
+
+    def select(self, key: str | None) -> None:
+        """Show a node in the inspector (a collapsed group shows nothing)."""
+        self.selected = key
+        session = self.session
+        if session is None or key is None or key.startswith(GROUP_PREFIX):
+            self.inspector.clear()
+            return
+        node = session.view.node(key)
+        inputs = [
+            (session.view.node(k).title, session.view.node(k).shape_text) for k in node.inputs
+        ]
+        self.inspector.show_node(
+            node,
+            session.state(key),
+            session.value_view(key),
+            session.grad_view(key),
+            inputs,
+            takes_grad=session.takes_grad(key),
+        )
+
+    def show_search(self) -> None:
+        self.search.show()
+        self.search.setFocus()
+
+    def run_to_selected(self) -> None:
+        if self.selected is not None and not self.selected.startswith(GROUP_PREFIX):
+            self.controller.run_to(self.selected)
+
+    def toggle_breakpoint(self) -> None:
+        if self.selected is not None and not self.selected.startswith(GROUP_PREFIX):
+            self.controller.toggle_breakpoint(self.selected)
+
+    def new_batch(self) -> None:
+        if self.session is not None and not self._training:
+            self.session.new_batch()
+            self.relayout()
+            self.controller.set_session(self.session)
+
+    def export_picture(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Export picture", "graph.svg", "SVG (*.svg);;PNG (*.png)"
+        )
+        if path:
+            self.export_to(path)
+
+    def export_to(self, path) -> None:
+        """Save the graph as SVG or PNG (by the file's suffix)."""
+        try:
+            if str(path).lower().endswith(".png"):
+                self.scene.export_png(path)
+            else:
+                self.scene.export_svg(path)
+        except OSError as error:
+            self.statusBar().showMessage(f"not exported: {error}")
+            return
+        self.statusBar().showMessage(f"exported {path}", 3000)
+
+    # --- stepping -------------------------------------------------------------------------------
+    def _on_advanced(self, events) -> None:
+        self.presenter.apply(events)
+        key = self.session.key_of(events[-1].node.id)
+        item = self.scene.item_showing(key)
+        if item is not None:
+            self.canvas.ensureVisible(item, 60, 60)  # the view follows the step
+        self._follow(key, events[-1].phase)
+
+    def _on_undone(self, event) -> None:
+        self.presenter.undo(event)
+        current = self.session.stepper.current
+        if current is None:
+            self._follow(None, "forward")
+        else:
+            self._follow(self.session.key_of(current.node.id), current.phase)
+
+    def _on_reset(self) -> None:
+        if self.session is None or self.scene.graph is not self.session.view:
+            return  # the new session's graph is drawn (and styled) by relayout
+        self.presenter.refresh()
+        self.select(self.selected)
+
+    def _follow(self, key: str | None, phase: str) -> None:
+        """The inspector follows the step just taken: its value going forward, its gradient
+        going backward."""
+        self.select(key if key is not None else self.selected)
+        self.inspector.tabs.setCurrentIndex(0 if phase == "forward" else 1)
+
+    def _update_actions(self) -> None:
+        stepper = self.controller.stepper
+        has = stepper is not None
+        idle = not self._training
+        finished = has and stepper.finished
+        a = self.actions
+        for action in (a.step_forward, a.run, a.run_to_end, a.run_to_selected, a.play):
+            action.setEnabled(has and idle and not finished)
+        a.step_forward.setEnabled(has and idle and not stepper.forward_complete)
+        a.step_backward.setEnabled(has and idle and stepper.has_backward and not finished)
+        a.step_back.setEnabled(has and idle and stepper.position > 0)
+        a.play.setEnabled(has and idle and (not finished or self.controller.playing))
+        for action in (a.reset, a.new_batch, a.toggle_breakpoint):
+            action.setEnabled(has and idle)
+        self.position_label.setText(self._position_text())
+
+    def _position_text(self) -> str:
+        stepper = self.controller.stepper
+        if stepper is None:
+            return "no graph"
+        current = stepper.current
+        if current is None:
+            return f"ready: {stepper.forward_total} forward steps"
+        if stepper.finished:
+            return f"finished: {stepper.position} steps"
+        if current.phase == "forward":
+            return f"forward {current.index + 1}/{stepper.forward_total}"
+        return f"backward {current.index + 1}"
+
+    # --- training ------------------------------------------------------------------------------
+    def _on_training_started(self) -> None:
+        self._training = True
+        self.controller.pause()
+        self._update_actions()
+
+    def _on_training_finished(self, _history) -> None:
+        self._training = False
+        if self.session is not None:
+            self.session.refresh()
+            self.relayout()
+            self.controller.set_session(self.session)
+        self._update_actions()
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            QTimer.singleShot(0, lambda: self._on_checked(pending))
+
+    def closeEvent(self, event) -> None:
+        self.training.shutdown()  # stops a run and waits for its thread
+        self.controller.pause()
+        super().closeEvent(event)
