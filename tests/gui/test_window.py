@@ -256,3 +256,20 @@ def test_new_mini_batch_keeps_keys_and_breakpoints(window):
     assert window.scene.item_showing(relu).has_breakpoint
     x_after = next(n for n in window.session.graph.nodes if n.name == "x")
     assert x_after is not x_before and not np.array_equal(x_after.data, x_before.data)
+
+
+def test_convolution_layers_are_groups_that_collapse_and_expand(window):
+    opened(window, "digits_cnn.tg")
+    kinds = {group.kind for group in window.session.view.groups}
+    assert {"Conv2d", "BatchNorm2d", "MaxPool2d"} <= kinds
+    conv = next(g for g in window.session.view.groups if g.kind == "Conv2d")
+    assert any(window.session.view.node(m).op == "conv2d" for m in conv.members)
+    window.toggle_group(conv.key)
+    box = window.scene.item_showing(conv.members[0])
+    assert box is window.scene.item_for(conv.key)
+    window.actions.run_to_end.trigger()
+    assert box.state == "forward"  # every op inside it computed
+    assert box.collapsed
+    window.toggle_group(conv.key)
+    assert not window.scene.item_for(conv.key).collapsed  # a frame around its ops again
+    assert all(window.scene.item_for(m).state == "forward" for m in conv.members)
