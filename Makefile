@@ -54,6 +54,7 @@ bench: $(VENV)/.test
 	$(BIN)/python bench/train.py
 	$(BIN)/python bench/conv.py
 	$(BIN)/python bench/dsl.py
+	$(BIN)/python bench/gui.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -7,14 +7,13 @@ without it.
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
 
+from dsl.training import CommandError, write_atomically
 from gui.window import MainWindow
 
 
@@ -34,7 +33,7 @@ def main(path=None, steps: int = 0, screenshot=None, size=(1500, 920), collapse=
     if screenshot is None:
         return app.exec()
     result = {"code": 1}
-    QTimer.singleShot(0, lambda: _script(app, window, steps, screenshot, collapse, result))
+    QTimer.singleShot(50, lambda: _script(app, window, steps, screenshot, collapse, result))
     app.exec()
     return result["code"]
 
@@ -69,25 +68,20 @@ def _script(app, window: MainWindow, steps: int, screenshot, collapse, result) -
 def save_screenshot(window, path) -> bool:
     """The window as the screen shows it (a real X server) or as Qt renders it (offscreen),
     written atomically as PNG; False with a message when it cannot be written."""
-    path = Path(path)
     app = QApplication.instance()
     if app.platformName() == "xcb" and window.windowHandle() is not None:
         picture = window.windowHandle().screen().grabWindow(window.winId())
     else:
         picture = window.grab()
+
+    def write(temporary: Path) -> None:
+        if not picture.save(str(temporary), "PNG"):
+            raise OSError(f"Qt could not write a PNG to {temporary}")
+
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(suffix=".png", dir=path.parent)
-        os.close(handle)
-        try:
-            if not picture.save(temporary, "PNG"):
-                raise OSError(f"Qt could not write a PNG to {path}")
-            os.replace(temporary, path)
-        finally:
-            if os.path.exists(temporary):
-                os.remove(temporary)
-    except OSError as error:
-        print(f"topograd: cannot write {path}: {error}", file=sys.stderr)
+        write_atomically(path, write)
+    except CommandError as error:
+        print(f"topograd: {error}", file=sys.stderr)
         return False
     print(f"saved {path} ({picture.width()}x{picture.height()})")
     return True

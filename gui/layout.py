@@ -259,7 +259,7 @@ def _write(path: Path, layout: Layout) -> None:
         return
     try:
         with os.fdopen(descriptor, "w", encoding="utf-8") as file:
-            json.dump(data, file, separators=(",", ":"))
+            file.write(json.dumps(data, separators=(",", ":")))  # the C encoder: 2x faster
         os.replace(temporary, path)
     except OSError:
         Path(temporary).unlink(missing_ok=True)

@@ -60,6 +60,7 @@ class MainWindow(QMainWindow):
         self._pending: Diagnosis | None = None  # a check that arrived while training ran
         self._fit_next = True  # fit the next graph drawn to the view
         self._training = False  # stepping waits while the training panel trains the model
+        self._shown_once = False
         self.document = Document(self)
         self.recent = recent if recent is not None else RecentFiles()
         self.actions = Actions(self)
@@ -404,7 +405,7 @@ class MainWindow(QMainWindow):
         key = self.session.key_of(events[-1].node.id)
         item = self.scene.item_showing(key)
         if item is not None:
-            self.canvas.ensureVisible(item, 60, 60)  # the view follows the step
+            self.canvas.ensureVisible(item, 24, 24)  # the view follows the step
         self._follow(key, events[-1].phase)
 
     def _on_undone(self, event) -> None:
@@ -472,6 +473,13 @@ class MainWindow(QMainWindow):
         if self._pending is not None:
             pending, self._pending = self._pending, None
             QTimer.singleShot(0, lambda: self._on_checked(pending))
+
+    def showEvent(self, event) -> None:
+        """Fit the graph again once the window has its real size."""
+        super().showEvent(event)
+        if not self._shown_once:
+            self._shown_once = True
+            QTimer.singleShot(0, self._show_start)
 
     def closeEvent(self, event) -> None:
         self.training.shutdown()  # stops a run and waits for its thread

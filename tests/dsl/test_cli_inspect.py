@@ -238,9 +238,11 @@ def test_step_through_a_network_summarizes_tensors(mlp, capsys):
 
 # --- gui -------------------------------------------------------------------------------------
 def test_gui_without_qt_says_how_to_install_it(monkeypatch, capsys):
-    for name in [m for m in sys.modules if m == "gui.app" or m.startswith("gui.window")]:
-        monkeypatch.delitem(sys.modules, name)
-    monkeypatch.setitem(sys.modules, "PySide6", None)  # importing Qt raises ImportError
+    for name in [m for m in sys.modules if m.startswith("gui.")]:
+        monkeypatch.delitem(sys.modules, name)  # imported again, without Qt this time
+    for name in [m for m in sys.modules if m.split(".")[0] in ("PySide6", "shiboken6")]:
+        monkeypatch.setitem(sys.modules, name, None)  # importing Qt raises ImportError
+    monkeypatch.setitem(sys.modules, "PySide6", None)
     assert main(["gui"]) == 2
     assert "needs PySide6: pip install 'topograd[gui]'" in capsys.readouterr().err
 
