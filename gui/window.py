@@ -429,12 +429,13 @@ class MainWindow(QMainWindow):
         self.inspector.tabs.setCurrentIndex(0 if phase == "forward" else 1)
 
     def _update_actions(self) -> None:
+        """Enable what can be done now (nothing steps while the model trains)."""
         stepper = self.controller.stepper
         has = stepper is not None
         idle = not self._training
         finished = has and stepper.finished
         a = self.actions
-        for action in (a.step_forward, a.run, a.run_to_end, a.run_to_selected, a.play):
+        for action in (a.run, a.run_to_end, a.run_to_selected):
             action.setEnabled(has and idle and not finished)
         a.step_forward.setEnabled(has and idle and not stepper.forward_complete)
         a.step_backward.setEnabled(has and idle and stepper.has_backward and not finished)

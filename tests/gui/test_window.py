@@ -20,7 +20,7 @@ from gui.documents import RecentFiles
 from gui.window import MainWindow
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
-SMALL_SAMPLES = ["neuron.tg", "softmax_graph.tg", "digits.tg", "digits_cnn.tg"]
+SMALL_SAMPLES = sorted(p.name for p in SAMPLES.glob("*.tg") if p.name != "moons_scalar.tg")
 
 
 @pytest.fixture
@@ -153,6 +153,28 @@ def test_breakpoints_stop_a_run_in_both_passes(window):
     assert stepper.position == 0 and window.scene.item_showing(relu).state == "pending"
     window.actions.run_to_end.trigger()  # ignores breakpoints: the forward pass only
     assert stepper.forward_complete and stepper.current.phase == "forward"
+
+
+def test_play_steps_at_the_chosen_speed_and_pauses_at_a_breakpoint(window, qtbot):
+    opened(window, "neuron.tg")
+    tanh = next(n.key for n in window.session.view.nodes if n.op == "tanh")
+    window.select(tanh)
+    window.actions.toggle_breakpoint.trigger()
+    window.speed.setValue(200)
+    assert window.controller._timer.interval() == 5  # 200 steps per second
+
+    def paused(playing):
+        return not playing
+
+    with qtbot.waitSignal(window.controller.playingChanged, timeout=5000, check_params_cb=paused):
+        window.actions.play.trigger()
+        assert window.controller.playing
+    stepper = window.controller.stepper
+    assert window.selected == tanh and stepper.current.phase == "forward"
+    assert stepper.position == stepper.forward_total  # tanh is the last forward node
+    with qtbot.waitSignal(window.controller.playingChanged, timeout=5000, check_params_cb=paused):
+        window.actions.play.trigger()  # on from the breakpoint to its backward step
+    assert window.selected == tanh and stepper.current.phase == "backward"
 
 
 def test_run_to_the_selected_node(window):
