@@ -101,25 +101,41 @@ def cannot_write(path, error: OSError) -> CommandError:
     return CommandError(f"cannot write {path}: {error.strerror or error}")
 
 
-def write_atomically(path, write: Callable[[Path], object]) -> Path:
-    """Call `write(temporary)` for a temporary file beside `path`, then move it onto `path`."""
-    path = Path(path)
+def replace_atomically(path, write: Callable[[Path], object]) -> Path:
+    """Call `write(temporary)` for a temporary file beside `path`, make it durable, then move
+    it onto `path` in one step; returns the path written (a link's target: the link stays).
+
+    The temporary file is created here, not by mkstemp (which makes it private), so the umask
+    decides a new file's mode; a file that already exists keeps its mode. On any failure the
+    old file is untouched, the temporary one removed, and the OSError raised.
+    """
+    path = Path(os.path.realpath(path))
     temporary = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         name = f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-        # created here (not by mkstemp, which makes it private) so the umask decides its mode
         os.close(os.open(path.parent / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
         temporary = path.parent / name
         write(temporary)
+        with open(temporary, "rb+") as handle:
+            os.fsync(handle.fileno())
+        if path.exists():
+            shutil.copymode(path, temporary)
         os.replace(temporary, path)
-    except OSError as error:
-        raise cannot_write(path, error) from None
     finally:
         if temporary is not None and temporary.exists():
             with contextlib.suppress(OSError):
                 temporary.unlink()
     return path
+
+
+def write_atomically(path, write: Callable[[Path], object]) -> Path:
+    """`replace_atomically` for a command's output: a failure is a CommandError that says
+    which file could not be written and why."""
+    try:
+        return replace_atomically(path, write)
+    except OSError as error:
+        raise cannot_write(path, error) from None
 
 
 def json_safe(value):

@@ -47,6 +47,11 @@ class NodeInfo:
     vjp_formula: str
 
 
+def shape_text(shape) -> str:
+    """How every view writes a shape: 4x10, or 'scalar' for a 0-D shape."""
+    return "x".join(str(d) for d in shape) or "scalar"
+
+
 def leaf_role(node: Tensor) -> str:
     """What a leaf is: a trainable 'parameter', an 'input', or a 'constant' the engine made."""
     if node.requires_grad:
@@ -227,16 +232,15 @@ class Graph:
         lines.extend(f"  {self._dot_node(n)}" for n in loose)
         for node in self.nodes:
             for parent in node.inputs:
-                shape = "x".join(str(d) for d in parent.shape) or "scalar"
-                lines.append(f"  n{parent.id} -> n{node.id} [label={_quote(shape)}];")
+                label = _quote(shape_text(parent.shape))
+                lines.append(f"  n{parent.id} -> n{node.id} [label={label}];")
         lines.append("}")
         return "\n".join(lines) + "\n"
 
     def _dot_node(self, node: Tensor) -> str:
         info = self.info(node)
         title = info.op if info.name is None else f"{info.name}: {info.op}"
-        shape = "x".join(str(d) for d in info.shape) or "scalar"
-        body = f"{title}\\n{shape}"
+        body = f"{title}\\n{shape_text(info.shape)}"
         if node.size == 1:
             body += f"\\n{float(np.asarray(node._data).reshape(())):.4g}"
         fill = {"parameter": "#dbe8ff", "input": "#e6f5e6", "constant": "#eeeeee"}.get(

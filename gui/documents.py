@@ -4,36 +4,16 @@ news of another program changing it, and the recently opened files."""
 from __future__ import annotations
 
 import os
-import secrets
-import shutil
 from pathlib import Path
 
 from PySide6.QtCore import QFileSystemWatcher, QObject, QSettings, QTimer, Signal
+
+from dsl.training import replace_atomically
 
 UNTITLED = "untitled.tg"
 BOM = b"\xef\xbb\xbf"
 SETTLE_MS = 50
 """How long to let a burst of file-system notices settle before looking at the file."""
-
-
-def write_atomically(path, data: bytes) -> None:
-    """Write `data` to `path` so that the file is never half-written: a temporary file in
-    the same folder takes the file's place in one step. On failure the old file stays as it
-    was and the temporary file is removed. A link is followed: its target is rewritten."""
-    target = Path(os.path.realpath(path))
-    temp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
-    descriptor = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        if target.exists():
-            shutil.copymode(target, temp)
-        os.replace(temp, target)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
 
 
 class Document(QObject):
@@ -112,7 +92,7 @@ class Document(QObject):
         if self._newline != "\n":
             lines = lines.replace("\n", self._newline)
         data = (BOM if self._bom else b"") + lines.encode("utf-8")
-        write_atomically(path, data)
+        replace_atomically(path, lambda temporary: temporary.write_bytes(data))
         self._adopt(path, data)
 
     def _adopt(self, path: Path | None, data: bytes | None) -> None:

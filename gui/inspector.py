@@ -21,8 +21,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from engine.graph import shape_text
 from gui.heatmap import HeatmapWidget, HistogramWidget
-from gui.model import NodeView, shape_text
+from gui.model import NodeView
 from gui.values import ValueView, format_number, row_label
 
 DIGITS = 6  # significant digits of the numbers the inspector shows (graph boxes show 4)

@@ -8,18 +8,19 @@ model or rebuilding it on a new mini-batch costs nothing.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
 import os
 import shutil
-import tempfile
 import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from dsl.training import replace_atomically
 from gui.model import GraphView
 
 Box = tuple[float, float, float, float]  # x, y (top-left, y grows downwards), width, height
@@ -241,8 +242,7 @@ def _remember(name: str, layout: Layout) -> None:
 
 
 def _write(path: Path, layout: Layout) -> None:
-    """Save atomically (a temp file in the same folder, then os.replace); a cache that
-    cannot be written is only a slower next start."""
+    """Save atomically; a cache that cannot be written is only a slower next start."""
     data = {
         "engine": layout.engine,
         "note": layout.note,
@@ -252,17 +252,9 @@ def _write(path: Path, layout: Layout) -> None:
         "width": layout.width,
         "height": layout.height,
     }
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    except OSError:
-        return
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
-            file.write(json.dumps(data, separators=(",", ":")))  # the C encoder: 2x faster
-        os.replace(temporary, path)
-    except OSError:
-        Path(temporary).unlink(missing_ok=True)
+    text = json.dumps(data, separators=(",", ":"))  # dumps uses the C encoder: 2x faster
+    with contextlib.suppress(OSError):
+        replace_atomically(path, lambda temporary: temporary.write_text(text, encoding="utf-8"))
 
 
 def _read(path: Path, graph: LayoutInput) -> Layout | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from engine import Graph
+from engine.graph import shape_text
 
 GROUP_PREFIX = "g:"
 
@@ -110,8 +111,3 @@ class GraphView:
             for path, keys_ in members.items()
         )
         return cls(tuple(nodes), groups)
-
-
-def shape_text(shape) -> str:
-    """4x10, or 'scalar' for a 0-D shape."""
-    return "x".join(str(d) for d in shape) or "scalar"

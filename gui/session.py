@@ -20,7 +20,7 @@ from dsl.inspect import Subject, graph_subject, network_subject
 from dsl.spec import Spec
 from engine import Graph, StepEvent, Stepper
 from gui.model import GraphView
-from gui.values import ValueView
+from gui.values import ValueView, format_number
 
 # Edge widths show the gradient's root mean square on a log scale over these decades.
 GRADIENT_DECADES = (-6.0, 2.0)
@@ -109,7 +109,7 @@ class Session:
         value = self.stepper.value_of(self.node_id(key))
         if value is None or np.size(value) != 1:
             return None
-        return f"{float(np.asarray(value).reshape(())):.4g}"
+        return format_number(float(np.asarray(value).reshape(())))
 
     def edge_gradients(self, event: StepEvent) -> list[EdgeGradient]:
         """The gradient each input edge of a backward step's node carried back."""

@@ -316,14 +316,17 @@ class MainWindow(QMainWindow):
         if item is not None:
             self.canvas.centerOn(item)
 
-    def relayout(self) -> None:
-        """Lay the session's graph out with the current collapsed groups and draw it."""
+    def relayout(self, restyle: bool = True) -> None:
+        """Lay the session's graph out with the current collapsed groups and draw it. The
+        scene keeps its styles by node key when it draws the same graph again (a layer
+        collapsed or expanded: `restyle=False`); a new graph is restyled from the stepper."""
         if self.session is None:
             return
         layout_input = visible_input(self.session.view, self.collapsed)
         self.layout_result = cached_layout(layout_input)
         self.scene.show(self.session.view, self.layout_result, self.collapsed)
-        self.presenter.refresh()
+        if restyle:
+            self.presenter.refresh()
         self.layout_label.setText(f"layout: {self.layout_result.note}")
         if self.selected is not None:
             self.select(self.selected)
@@ -331,16 +334,16 @@ class MainWindow(QMainWindow):
     # --- groups, selection, search ------------------------------------------------------------
     def toggle_group(self, key: str) -> None:
         self.collapsed = self.collapsed ^ {key}
-        self.relayout()
+        self.relayout(restyle=False)
 
     def collapse_all(self) -> None:
         if self.session is not None:
             self.collapsed = frozenset(group.key for group in self.session.view.groups)
-            self.relayout()
+            self.relayout(restyle=False)
 
     def expand_all(self) -> None:
         self.collapsed = frozenset()
-        self.relayout()
+        self.relayout(restyle=False)
 
     def select(self, key: str | None) -> None:
         """Show a node in the inspector (a collapsed group shows nothing)."""

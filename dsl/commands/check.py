@@ -11,6 +11,7 @@ import numpy as np
 from dsl.commands.common import FAILED, OK, fail
 from dsl.inspect import Subject, open_subject
 from engine import Graph
+from engine.graph import shape_text
 from engine.modes import no_grad
 
 EPS = 1e-6  # the central-difference step
@@ -189,8 +190,8 @@ def _print_table(rows: list[Row], tolerance: float) -> None:
     for row in rows:
         size = int(np.prod(row.shape, dtype=np.int64))
         checked = "all" if row.checked == size else f"{row.checked} of {size}*"
-        shape = "x".join(str(d) for d in row.shape) or "scalar"
         status = "ok" if row.error <= tolerance else "FAIL"
+        shape = shape_text(row.shape)
         table.append((row.name, row.kind, shape, checked, f"{row.error:.2e}", status))
     if not any(row.kind for row in rows):  # a graph file: no layers
         table = [line[:1] + line[2:] for line in table]

@@ -3,16 +3,16 @@ graphviz's `dot`), layers drawn as clusters, or as single boxes with `--collapse
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 from dsl.commands.common import FAILED, OK, fail
 from dsl.inspect import open_subject
+from dsl.training import replace_atomically
 from engine import Graph
+from engine.graph import shape_text
 
 FORMATS = {".dot": None, ".svg": "svg", ".png": "png"}  # suffix -> dot's -T format
 LARGE = 1000  # boxes beyond which dot's layout takes long enough to warn about
@@ -67,9 +67,9 @@ def run(args) -> int:
         )
     try:
         if program is None:
-            _write_atomically(out, lambda path: Path(path).write_text(text, encoding="utf-8"))
+            replace_atomically(out, lambda path: Path(path).write_text(text, encoding="utf-8"))
         else:
-            _write_atomically(out, lambda path: _render(program, FORMATS[suffix], text, path))
+            replace_atomically(out, lambda path: _render(program, FORMATS[suffix], text, path))
     except OSError as error:
         return fail(f"cannot write {out}: {error.strerror or error}")
     except RuntimeError as error:
@@ -95,26 +95,6 @@ def _render(program: str, format_: str, text: str, path: str) -> None:
         raise RuntimeError("graphviz's dot took more than 120 s") from None
     if done.returncode != 0:
         raise RuntimeError(f"graphviz's dot failed: {done.stderr.strip()}")
-
-
-def _write_atomically(out: Path, write) -> None:
-    """`write(temporary path)` next to `out`, then move it into place: a failure leaves
-    neither a partial file nor the temporary one."""
-    handle, temporary = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
-    os.close(handle)
-    try:
-        os.chmod(temporary, 0o666 & ~_umask())  # as open() would make it, not mkstemp's 0600
-        write(temporary)
-        os.replace(temporary, out)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _groups(graph: Graph, rest: str) -> dict[int, str | None]:
@@ -171,7 +151,7 @@ def collapsed_dot(graph: Graph, rest: str = "loss") -> tuple[str, int]:
         if box_of[node.id] not in labels:
             info = graph.info(node)
             title = info.op if info.name is None else f"{info.name}: {info.op}"
-            labels[box_of[node.id]] = (f"{title}\\n{_shape(node.shape)}", "#f4f4f4")
+            labels[box_of[node.id]] = (f"{title}\\n{shape_text(node.shape)}", "#f4f4f4")
     lines = [
         "digraph topograd {",
         "  rankdir=LR;",
@@ -186,15 +166,11 @@ def collapsed_dot(graph: Graph, rest: str = "loss") -> tuple[str, int]:
         for parent in node.inputs:
             start, end = box_of[parent.id], box_of[node.id]
             if start != end:
-                edges.setdefault((start, end), _shape(parent.shape))
+                edges.setdefault((start, end), shape_text(parent.shape))
     for (start, end), shape in edges.items():
         lines.append(f"  {start} -> {end} [label={_quote(shape)}];")
     lines.append("}")
     return "\n".join(lines) + "\n", len(order)
-
-
-def _shape(shape) -> str:
-    return "x".join(str(d) for d in shape) or "scalar"
 
 
 def _quote(text: str) -> str:

@@ -11,6 +11,7 @@ import numpy as np
 from dsl.commands.common import OK
 from dsl.inspect import open_subject
 from engine import Graph, StepEvent
+from engine.graph import shape_text
 
 PHASES = ("forward", "backward", "both")
 
@@ -73,7 +74,7 @@ def _events(graph: Graph, root_name: str, phase: str):
         print(f"backward from {root_name}")
         yield from graph.backward_steps()
     else:
-        print(f"backward from the sum of {root_name} (shape {_shape(root.shape)})")
+        print(f"backward from the sum of {root_name} (shape {shape_text(root.shape)})")
         yield from graph.backward_steps(np.ones(root.shape))
 
 
@@ -96,7 +97,7 @@ def describe(graph: Graph, event: StepEvent, forward_total: int) -> str:
         parts.append(info.name)
     if info.layer:
         parts.append(f"in {info.layer}" + (f" ({info.layer_kind})" if info.layer_kind else ""))
-    parts.append(f"shape {_shape(info.shape)}")
+    parts.append(f"shape {shape_text(info.shape)}")
     parts.append(f"value {summarize(event.value)}")
     if event.phase == "backward":
         parts.append(f"grad {summarize(event.grad)}")
@@ -117,10 +118,6 @@ def summarize(array) -> str:
     return (
         f"mean {array.mean():.4g} std {array.std():.4g} min {array.min():.4g} max {array.max():.4g}"
     )
-
-
-def _shape(shape) -> str:
-    return "x".join(str(d) for d in shape) or "scalar"
 
 
 def _counts(shown: dict) -> str:
