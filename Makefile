@@ -11,12 +11,12 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-# The runtime install (numpy, networkx, tqdm, lark, matplotlib) is enough for the main job.
+# The runtime install (numpy, networkx, tqdm, lark, matplotlib, hypothesis) is enough for the main job.
 $(VENV)/.runtime: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet --disable-pip-version-check -e .
 	touch $@
 
-# Tests add pytest, hypothesis, pytest-qt, PySide6 and the PyTorch CPU wheel (torch==2.13.0).
+# Tests add pytest, pytest-qt, PySide6 and the PyTorch CPU wheel (torch==2.13.0).
 $(VENV)/.test: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
 	touch $@ $(VENV)/.runtime

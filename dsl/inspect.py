@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,7 +22,7 @@ from dsl.commands.common import FAILED, USAGE, fail, load_spec
 from dsl.errors import DslError
 from dsl.spec import Spec
 from engine import Graph, Tensor
-from engine.modes import use_rng
+from engine.modes import same_randomness
 from engine.nn.module import Module, Parameter
 
 
@@ -101,12 +100,17 @@ def graph_subject(spec: Spec, seed: int = 0) -> Subject:
 
 # --- network files -------------------------------------------------------------------------------
 def network_subject(
-    spec: Spec, batch: int = 4, seed: int = 0, model: Module | None = None
+    spec: Spec,
+    batch: int = 4,
+    seed: int = 0,
+    model: Module | None = None,
+    examples: Sequence[int] | None = None,
 ) -> Subject:
     """The network's loss (or its output when the file has no train section) on `batch`
     examples drawn with `seed` from the training split (random inputs without a data
     section), the model in training mode: a fresh float64 one, or `model` as it is (the
-    window steps through the model it trains)."""
+    window steps through the model it trains). `examples` names the training examples
+    instead (indices into the split; `topograd check --examples` draws them itself)."""
     network = spec.network
     if model is None:
         network = dataclasses.replace(network, dtype="float64")
@@ -114,9 +118,14 @@ def network_subject(
     model.train()
     object.__setattr__(model, "_local_name", network.name)  # layer paths read `net.fc1`
     rng = np.random.default_rng(seed)
+    if examples is not None and spec.data is None:
+        raise ValueError(f"network {network.name} has no data section to take examples from")
     if spec.data is not None:
         train = build_data(spec).splits.train
-        picked = rng.choice(len(train.y), size=min(batch, len(train.y)), replace=False)
+        if examples is None:
+            picked = rng.choice(len(train.y), size=min(batch, len(train.y)), replace=False)
+        else:
+            picked = np.asarray(examples, dtype=np.int64)
         x, y = np.asarray(train.x[picked], dtype=network.dtype), train.y[picked]
         where = f"{len(picked)} training examples"
     else:
@@ -124,10 +133,10 @@ def network_subject(
         where = f"{batch} random inputs"
     loss = build_loss(spec, model) if spec.train is not None and y is not None else None
     leaves, kinds = _parameters(model, network)
-    generators = _generators(model)
+    generators = model.generators()
 
     def recompute() -> dict[str, Tensor]:
-        with _same_randomness(generators, seed):
+        with same_randomness(seed, generators):
             out = model(Tensor(x, name="x"))
             return {"loss": loss(out, y)} if loss is not None else {"output": out}
 
@@ -151,26 +160,3 @@ def _parameters(model: Module, network) -> tuple[dict[str, Parameter], dict[str,
         named[full] = parameter
         kind_of[full] = kinds.get(first, "")
     return named, kind_of
-
-
-def _generators(model: Module) -> list[np.random.Generator]:
-    """The generators that layers hold themselves (dropout built with an rng), each once."""
-    found = {}
-    for module in model.modules():
-        rng = getattr(module, "rng", None)
-        if isinstance(rng, np.random.Generator):
-            found[id(rng)] = rng
-    return list(found.values())
-
-
-@contextmanager
-def _same_randomness(generators, seed: int) -> Iterator[None]:
-    """Run a block from the same random state every time: the layers' own generators are
-    rewound to where they stood, and the engine's shared one is a fresh one from `seed`."""
-    states = [g.bit_generator.state for g in generators]
-    with use_rng(np.random.default_rng(seed)):
-        try:
-            yield
-        finally:
-            for generator, state in zip(generators, states, strict=True):
-                generator.bit_generator.state = state

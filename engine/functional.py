@@ -365,7 +365,7 @@ def _method(name):
 
 FUNCTIONS = Registry("function")
 """Functions a graph expression may call, by name: tensors in, a tensor out."""
-for _name in ("exp", "log", "sqrt", "abs", "sum", "mean", "max", "reshape", "transpose"):
+for _name in ("exp", "log", "sqrt", "abs", "clip", "sum", "mean", "max", "reshape", "transpose"):
     FUNCTIONS.register(_name)(_method(_name))
 for _name, _function in (
     ("tanh", tanh),

@@ -1,23 +1,177 @@
-"""Gradient checking with central differences and the notes' relative error."""
+"""Gradient checking with central differences and the notes' relative error.
+
+`compare_gradients` is the one place that differentiates numerically: `gradcheck` (the
+engine's quick check), `engine.testing.assert_gradients` (the kit for users' test suites) and
+`topograd check` all call it.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
+from engine.executor import topological_order
 from engine.modes import no_grad
 from engine.tensor import Tensor
 
+FLOAT64_EPS = float(np.finfo(np.float64).eps)
+# NOTE: the noise floor. A central difference of f = sum(w * out) is exact only to about
+# eps_machine * S / step, S the size of the numbers that were added up (and may have
+# cancelled) on the way to f: taken as the largest sum(|value|) of any node of the graph, and
+# sum(|w * out|) at every point evaluated. A gradient near that size cannot be told from zero,
+# so the relative error is measured against NOISE_FACTOR times that resolution (scaled by
+# 1 / tol) when the gradients themselves are smaller: an exactly zero gradient then passes
+# against a difference of 1e-10, and a real error still shows at any size differences see.
+# Only when a leaf fails, its differences are taken again with twice the step: where the two
+# disagree (truncation at a flat point, such as x^3 at 0), that disagreement is noise too.
+NOISE_FACTOR = 10.0
 
-def relative_error(analytic, numeric) -> float:
-    """||a - n|| / (||a|| + ||n||), the notes' measure; 0 when both are exactly zero."""
+
+def relative_error(analytic, numeric, floor: float = 0.0) -> float:
+    """The notes' xi = ||a - n|| / (||a|| + ||n||); 0 when both are exactly zero. With a
+    `floor`, the denominator is at least that (for gradients below what differences resolve)."""
     analytic = np.asarray(analytic, dtype=np.float64)
     numeric = np.asarray(numeric, dtype=np.float64)
-    denominator = np.linalg.norm(analytic) + np.linalg.norm(numeric)
+    denominator = max(np.linalg.norm(analytic) + np.linalg.norm(numeric), floor)
     if denominator == 0.0:
         return 0.0
     return float(np.linalg.norm(analytic - numeric) / denominator)
+
+
+@dataclass
+class LeafCheck:
+    """The engine's and the numeric gradient of one leaf at the checked components."""
+
+    label: str
+    shape: tuple
+    indices: np.ndarray  # flat indices of the checked components
+    analytic: np.ndarray  # the engine's gradient at those components
+    numeric: np.ndarray  # central differences at those components
+    error: float  # the notes' relative error over the checked components
+    engine_shape: tuple  # the shape of the engine's gradient (== shape unless the VJP is wrong)
+
+    @property
+    def complete(self) -> bool:
+        return self.indices.size == int(np.prod(self.shape, dtype=np.int64))
+
+    @property
+    def worst(self) -> int:
+        """Position (in `indices`) of the component with the largest |a - n|."""
+        return int(np.argmax(np.abs(self.analytic - self.numeric))) if self.indices.size else 0
+
+    @property
+    def worst_index(self) -> tuple:
+        """The worst component's index in the leaf, e.g. (1, 2)."""
+        if not self.indices.size:
+            return ()
+        flat = int(self.indices[self.worst])
+        return tuple(int(i) for i in np.unravel_index(flat, self.shape)) if self.shape else ()
+
+    @property
+    def worst_error(self) -> float:
+        """|a - n| / max(|a|, |n|) at the worst component."""
+        a, n = self.analytic[self.worst], self.numeric[self.worst]
+        scale = max(abs(a), abs(n))
+        return 0.0 if scale == 0 else float(abs(a - n) / scale)
+
+
+def compare_gradients(
+    output_of: Callable[[], Tensor],
+    leaves: dict[str, Tensor],
+    eps: float = 1e-6,
+    tol: float = 1e-6,
+    seed: int = 0,
+    components: dict[str, np.ndarray] | None = None,
+) -> list[LeafCheck]:
+    """The engine's gradients of `output_of()` with respect to `leaves` beside central
+    differences, one LeafCheck per leaf.
+
+    `output_of` recomputes the output from the leaves' current values (it must be a pure
+    function of them: replay any randomness). A non-scalar output is reduced to
+    sum(out * w) with fixed random weights w from `seed`, so every component takes part.
+    `components` picks flat indices per leaf (all by default); `tol` sets the noise floor.
+    """
+    for leaf in leaves.values():
+        leaf.grad = None
+    out = output_of()
+    if not isinstance(out, Tensor):
+        raise TypeError(f"the function must return a Tensor, got {type(out).__name__}")
+    weights = np.random.default_rng(seed).standard_normal(out.shape) if out.size != 1 else None
+    out.backward(np.ones(out.shape) if weights is None else weights)
+    engine_grads = {
+        name: np.zeros(leaf.shape) if leaf.grad is None else np.asarray(leaf.grad, np.float64)
+        for name, leaf in leaves.items()
+    }
+    scale = max(_magnitude(node.data, None) for node in topological_order([out]))
+    seen = [_magnitude(out.data, weights)]  # the largest sum(|w * out|) at any point
+
+    def reduced() -> float:
+        with no_grad():
+            value = np.asarray(output_of().data, dtype=np.float64)
+        seen[0] = max(seen[0], _magnitude(value, weights))
+        return float(value.sum() if weights is None else (value * weights).sum())
+
+    checks = []
+    for name, leaf in leaves.items():
+        size = int(np.prod(leaf.shape, dtype=np.int64))
+        indices = np.arange(size) if components is None else np.asarray(components[name])
+        numeric = central_differences(reduced, leaf, indices, eps)
+        engine_grad = engine_grads[name]
+        right_shape = engine_grad.shape == tuple(leaf.shape)
+        # a VJP that returned the wrong shape leaves nothing to compare component-wise
+        analytic = (
+            engine_grad.reshape(-1)[indices] if right_shape else np.full(indices.size, np.nan)
+        )
+        resolution = FLOAT64_EPS * max(scale, seen[0]) * np.sqrt(max(indices.size, 1)) / eps
+        floor = NOISE_FACTOR * resolution / tol
+        error = relative_error(analytic, numeric, floor)
+        if right_shape and not error < tol:
+            wider = central_differences(reduced, leaf, indices, 2 * eps)
+            floor = max(floor, NOISE_FACTOR * float(np.linalg.norm(numeric - wider)) / tol)
+            error = relative_error(analytic, numeric, floor)
+        if not right_shape or not np.isfinite(error):
+            error = float("inf")
+        checks.append(
+            LeafCheck(
+                name,
+                tuple(leaf.shape),
+                indices,
+                analytic,
+                numeric,
+                error,
+                tuple(engine_grad.shape),
+            )
+        )
+    return checks
+
+
+def _magnitude(value, weights) -> float:
+    """sum(|w * value|) (or sum(|value|)): the size of the terms a difference of f rounds."""
+    value = np.abs(np.asarray(value, dtype=np.float64))
+    return float(value.sum() if weights is None else (value * np.abs(weights)).sum())
+
+
+def central_differences(f: Callable[[], float], leaf: Tensor, indices, eps: float) -> np.ndarray:
+    """(f(x + eps e_k) - f(x - eps e_k)) / 2 eps for each flat index k of `leaf`, the leaf's
+    value restored afterwards (also when f raises)."""
+    original = np.array(leaf.data, dtype=np.float64)
+    flat = original.reshape(-1)
+    estimates = np.empty(len(indices))
+    try:
+        for position, k in enumerate(indices):
+            bumped = flat.copy()
+            bumped[k] = flat[k] + eps
+            leaf.data = bumped.reshape(original.shape)
+            plus = f()
+            bumped[k] = flat[k] - eps
+            leaf.data = bumped.reshape(original.shape)
+            minus = f()
+            estimates[position] = (plus - minus) / (2 * eps)
+    finally:
+        leaf.data = original
+    return estimates
 
 
 @dataclass
@@ -55,45 +209,15 @@ def gradcheck(fn, *inputs, eps=1e-6, seed=0) -> GradcheckResult:
     Inputs that are Tensors with requires_grad=True are checked (arrays are wrapped and all
     checked). A non-scalar output is reduced to sum(out * w) with fixed random weights w, so
     every output component takes part. Check in float64: in float32 the differences
-    themselves are only good to about 1e-3.
+    themselves are only good to about 1e-3. (The kit's `engine.testing.assert_gradients`
+    raises with the worst component instead of returning numbers.)
     """
     tensors = [x if isinstance(x, Tensor) else Tensor(x, requires_grad=True) for x in inputs]
-    checked = [i for i, t in enumerate(tensors) if t.requires_grad]
+    checked = {str(i): t for i, t in enumerate(tensors) if t.requires_grad}
     if not checked:
         raise ValueError("gradcheck: no input requires grad")
-    out = fn(*tensors)
-    weights = np.random.default_rng(seed).standard_normal(out.shape) if out.size != 1 else None
-
-    def scalar(output):
-        value = np.asarray(output.data, dtype=np.float64)
-        return float(value.sum() if weights is None else (value * weights).sum())
-
-    for i in checked:
-        tensors[i].grad = None
-    if weights is None:
-        out.backward(np.ones(out.shape))
-    else:
-        out.backward(weights)
-    analytic = [
-        tensors[i].grad if tensors[i].grad is not None else np.zeros(tensors[i].shape)
-        for i in checked
-    ]
-    numeric = []
-    with no_grad():
-        for i in checked:
-            original = tensors[i].data.copy()
-            flat = original.reshape(-1).astype(np.float64)
-            estimate = np.zeros(flat.size)
-            for k in range(flat.size):
-                bumped = flat.copy()
-                bumped[k] += eps
-                tensors[i].data = bumped.reshape(original.shape)
-                plus = scalar(fn(*tensors))
-                bumped[k] -= 2 * eps
-                tensors[i].data = bumped.reshape(original.shape)
-                minus = scalar(fn(*tensors))
-                estimate[k] = (plus - minus) / (2 * eps)
-            tensors[i].data = original
-            numeric.append(estimate.reshape(original.shape))
+    checks = compare_gradients(lambda: fn(*tensors), checked, eps=eps, seed=seed)
+    analytic = [c.analytic.reshape(c.shape) for c in checks]
+    numeric = [c.numeric.reshape(c.shape) for c in checks]
     errors = [relative_error(a, n) for a, n in zip(analytic, numeric, strict=True)]
     return GradcheckResult(analytic, numeric, errors)

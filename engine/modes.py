@@ -95,6 +95,21 @@ def use_rng(generator: np.random.Generator):
         STATE.rng = previous
 
 
+@contextlib.contextmanager
+def same_randomness(seed: int, generators=()):
+    """Run a block from the same random state every time: `generators` (those that layers
+    hold themselves) are rewound afterwards to where they stood, and the shared one is a
+    fresh one from `seed`. Repeated calls then draw the same dropout masks, which is what a
+    gradient check needs: central differences of one and the same function."""
+    states = [g.bit_generator.state for g in generators]
+    with use_rng(np.random.default_rng(seed)):
+        try:
+            yield
+        finally:
+            for generator, state in zip(generators, states, strict=True):
+                generator.bit_generator.state = state
+
+
 def default_rng() -> np.random.Generator:
     """The engine's shared generator (see `manual_seed`)."""
     return STATE.rng

@@ -24,6 +24,7 @@ ARG_KINDS = (
     "transpose",  # one tensor plus a permutation of its axes
     "index",  # one tensor plus an index (slices, integers, integer arrays)
     "concat",  # several tensors joined along an axis
+    "clip",  # one tensor plus low/high attributes (either may be None)
     "batch_norm",  # x (N, C, ...), gamma (C,), beta (C,)
     "conv2d",  # x (N, C, H, W), w (F, C, HH, WW) plus stride/padding attributes
     "pool2d",  # x (N, C, H, W) plus kernel_size/stride attributes

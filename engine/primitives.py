@@ -242,6 +242,32 @@ _op(
 )
 
 
+def _clip(x, low=None, high=None):
+    return np.clip(x, low, high)
+
+
+def _clip_vjp(g, out, x, low=None, high=None):
+    # NOTE: at x == low or x == high the gradient passes (the edges count as inside), as
+    # torch.clamp's backward does.
+    inside = np.ones(np.shape(x), dtype=bool)
+    if low is not None:
+        inside &= x >= low
+    if high is not None:
+        inside &= x <= high
+    return (g * inside,)
+
+
+_op(
+    "clip",
+    _clip,
+    _clip_vjp,
+    1,
+    "min(max(x, low), high)",
+    "dx = g * [low <= x <= high]",
+    kind="clip",
+)
+
+
 def _softplus(x):
     return np.logaddexp(0.0, x)  # log(1 + e^x) without overflow or loss for tiny results
 

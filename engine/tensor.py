@@ -339,6 +339,16 @@ class Tensor:
     def relu(self):
         return apply(OPS["relu"], self)
 
+    def clip(self, low=None, high=None):
+        """Values limited to [low, high] (either may be None), like torch.clamp."""
+        if low is None and high is None:
+            raise ValueError("clip needs low, high or both")
+        if low is not None and high is not None and low > high:
+            raise ValueError(f"clip needs low <= high, got low={low}, high={high}")
+        low = None if low is None else float(low)
+        high = None if high is None else float(high)
+        return apply(OPS["clip"], self, low=low, high=high)
+
     # --- shapes ----------------------------------------------------------------------
     def reshape(self, *shape):
         if len(shape) == 1 and isinstance(shape[0], (tuple, list)):

@@ -105,6 +105,16 @@ class Module:
             for name in module._buffer_names:
                 yield (f"{module_name}.{name}" if module_name else name), getattr(module, name)
 
+    def generators(self) -> list[np.random.Generator]:
+        """The random generators that layers hold themselves (dropout built with an rng),
+        each once: what `engine.modes.same_randomness` rewinds."""
+        found = {}
+        for module in self.modules():
+            rng = getattr(module, "rng", None)
+            if isinstance(rng, np.random.Generator):
+                found[id(rng)] = rng
+        return list(found.values())
+
     # --- modes -------------------------------------------------------------------------
     def train(self, mode: bool = True) -> Module:
         """Switch this module and its children to training (batch statistics, dropout on)."""
