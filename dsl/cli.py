@@ -12,6 +12,7 @@ from pathlib import Path
 
 from dsl.commands import COMMANDS
 from dsl.commands.common import USAGE
+from dsl.plugins import PluginError, load_installed_plugins, load_plugin
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 
@@ -46,13 +47,42 @@ def parser() -> argparse.ArgumentParser:
         "draw its graph and step through it.",
     )
     top.add_argument("--version", action="version", version=f"topograd {_version()}")
+    _add_plugin_option(top, "plugins")
     commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
         _command(name).add_parser(commands)
+    for command in commands.choices.values():  # `topograd run FILE --plugin P` works too
+        _add_plugin_option(command, "command_plugins")
     commands.add_parser(
         "demo", help="train the engine-only moons sample (samples/moons_mlp.py)", add_help=False
     )
     return top
+
+
+def _add_plugin_option(parser, dest: str) -> None:
+    parser.add_argument(
+        "--plugin",
+        action="append",
+        default=[],
+        dest=dest,
+        metavar="PLUGIN",
+        help="a Python file or module that registers custom ops before the model file is "
+        "read (repeatable); installed packages register theirs with the entry point group "
+        "topograd.plugins",
+    )
+
+
+def load_plugins(args) -> bool:
+    """Load installed plugins and those named with --plugin; False after printing why not."""
+    for warning in load_installed_plugins():
+        print(f"topograd: warning: {warning}", file=sys.stderr)
+    for spec in [*args.plugins, *getattr(args, "command_plugins", [])]:
+        try:
+            load_plugin(spec)
+        except PluginError as error:
+            print(f"topograd: {error}", file=sys.stderr)
+            return False
+    return True
 
 
 def main(argv=None) -> int:
@@ -63,6 +93,10 @@ def main(argv=None) -> int:
         args = parser().parse_args(argv)
     except SystemExit as exit:  # argparse exits 2 on a usage error and 0 for --help
         return int(exit.code or 0)
+    if not load_plugins(args):
+        return USAGE
+    if args.command == "demo":  # `topograd --plugin P demo`
+        return run_demo([])
     try:
         return _command(args.command).run(args)
     except KeyboardInterrupt:

@@ -11,6 +11,7 @@ from engine import conv as _conv  # noqa: F401  (registers conv2d and the poolin
 from engine import functional, init, nn
 from engine import fused as _fused  # noqa: F401  (registers the fused batch norm)
 from engine import primitives as _primitives  # noqa: F401  (registers the primitive ops)
+from engine.custom_ops import OpFunction, define_op, unregister_op
 from engine.executor import topological_order
 from engine.gradcheck import GradcheckResult, gradcheck, relative_error
 from engine.graph import Graph, NodeInfo, StepEvent
@@ -34,11 +35,13 @@ __all__ = [
     "Graph",
     "NodeInfo",
     "Op",
+    "OpFunction",
     "StepEvent",
     "Stepper",
     "Tensor",
     "apply",
     "default_rng",
+    "define_op",
     "detect_anomaly",
     "enable_grad",
     "functional",
@@ -52,4 +55,5 @@ __all__ = [
     "relative_error",
     "topological_order",
     "unbroadcast",
+    "unregister_op",
 ]

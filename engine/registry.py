@@ -41,6 +41,11 @@ class Registry:
 
         return add
 
+    def unregister(self, name: str) -> None:
+        """Remove an entry (a custom op's, when its plugin removes it again)."""
+        self.get(name)  # the same error for an unknown name
+        del self._entries[name]
+
     def get(self, name: str):
         try:
             return self._entries[name]
