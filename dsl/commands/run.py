@@ -8,6 +8,12 @@ What happens depends on the file:
   an `lr_range_test` section runs the range test instead of training;
 - graphs only: evaluate each graph and backpropagate from its outputs.
 
+`--backend torch` trains on PyTorch (dsl.torch_backend: the same batches, guards, History,
+metrics, plots and checkpoints), on `--device cpu` or `cuda`, and with `--nproc N` on N
+processes (DistributedDataParallel). PyTorch is imported only then. A single run, a comparison
+of optimizers and an independent ensemble train on it; a snapshot ensemble and the lr range
+test are the numpy engine's.
+
 Exit 1 when training diverged (an explosion or a non-finite loss stopped it).
 """
 
@@ -75,12 +81,35 @@ def add_parser(subparsers) -> None:
         "--resume", action="store_true", help="continue from the train section's checkpoint"
     )
     parser.add_argument("--no-plots", action="store_true", help="do not save the curves")
+    parser.add_argument(
+        "--backend",
+        choices=("numpy", "torch"),
+        default="numpy",
+        help="train on the numpy engine (default) or on PyTorch (pip install 'topograd[torch]')",
+    )
+    parser.add_argument(
+        "--device", choices=("cpu", "cuda"), help="with --backend torch: where to train (cpu)"
+    )
+    parser.add_argument(
+        "--nproc",
+        type=positive_int,
+        help="with --backend torch: train on N processes of this machine (DistributedDataParallel)",
+    )
 
 
 def run(args) -> int:
+    if args.backend != "torch" and (args.device is not None or args.nproc is not None):
+        return fail("--device and --nproc choose how PyTorch trains: add --backend torch")
     spec, source = load_spec(args.file)
     if spec is None:
         return USAGE
+    if args.backend == "torch":
+        from dsl.torch_backend import TorchMissingError, require_torch
+
+        try:
+            require_torch()
+        except TorchMissingError as error:
+            return fail(str(error))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", InitialLossWarning)  # fit prints it itself
@@ -96,6 +125,15 @@ def _dispatch(spec, source, args) -> int:
             raise CommandError(
                 "--resume continues a single run from the train section's checkpoint: "
                 'add `checkpoint "run.ckpt"` to the train section'
+            )
+        if args.backend == "torch" and (
+            spec.range_test is not None
+            or (train.ensemble is not None and train.ensemble.name == "snapshot")
+        ):
+            what = "an lr range test" if spec.range_test is not None else "a snapshot ensemble"
+            raise CommandError(
+                f"--backend torch trains single runs, optimizer comparisons and independent "
+                f"ensembles; {what} runs on the numpy engine (leave out --backend torch)"
             )
         if spec.range_test is not None:
             return _range_test(spec, source, args)
@@ -116,11 +154,16 @@ def _dispatch(spec, source, args) -> int:
 
 
 # --- one training run ----------------------------------------------------------------------------
-def _fit(built, **options) -> tuple[History, float]:
-    """engine.train.fit on the training split; an engine refusal is a CommandError."""
+def _fit(built, args, optimizer_index: int = 0, **options) -> tuple[History, float]:
+    """engine.train.fit on the training split (on PyTorch with --backend torch, which leaves
+    the final weights in built.model; `optimizer_index` says which of the file's optimizers
+    built has, for the processes of --nproc); an engine refusal is a CommandError."""
     started = time.perf_counter()
     try:
-        history = fit(built.model, built.data.splits.train, built.optimizer, **options)
+        if args.backend == "torch":
+            history = _torch_fit(built, args, optimizer_index, **options)
+        else:
+            history = fit(built.model, built.data.splits.train, built.optimizer, **options)
     except CheckpointError as error:
         raise CommandError(f"cannot resume: {error}") from None
     except (ValueError, TypeError) as error:
@@ -130,12 +173,25 @@ def _fit(built, **options) -> tuple[History, float]:
     return history, time.perf_counter() - started
 
 
+def _torch_fit(built, args, optimizer_index: int, **options) -> History:
+    from dsl.torch_backend import UnsupportedError
+    from dsl.torch_backend.fit import torch_fit
+
+    device, nproc = args.device or "cpu", args.nproc or 1
+    try:
+        return torch_fit(
+            built, device=device, nproc=nproc, optimizer_index=optimizer_index, **options
+        )
+    except UnsupportedError as error:
+        raise CommandError(f"{error}; train this file without --backend torch") from None
+
+
 def _single(spec, source, args) -> int:
     built = build_or_report(spec, source)
     if built is None:
         return USAGE
     options = fit_arguments(built, not args.no_progress, resume=args.resume)
-    history, seconds = _fit(built, **options)
+    history, seconds = _fit(built, args, **options)
     metrics = final_metrics(built, history, seconds)
     print()
     print(metrics_table(metrics))
@@ -198,7 +254,7 @@ def _compare(spec, source, args) -> int:
         if built is None:
             return USAGE
         options = fit_arguments(built, not args.no_progress, checkpoint=None)
-        history, seconds = _fit(built, **options)
+        history, seconds = _fit(built, args, index, **options)
         histories[name] = history
         results.append({"optimizer": name, **final_metrics(built, history, seconds)})
     print()
@@ -288,7 +344,9 @@ def _independent(spec, source, args) -> int:
         built = build_or_report(with_settings(spec, seed=seed), source)
         if built is None:
             return USAGE
-        history, _ = _fit(built, **fit_arguments(built, not args.no_progress, checkpoint=None))
+        history, _ = _fit(
+            built, args, **fit_arguments(built, not args.no_progress, checkpoint=None)
+        )
         members.append((built, history))
     built, history = members[0]
     split, part = _eval_split(built)

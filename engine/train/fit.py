@@ -86,6 +86,7 @@ def fit(
     eval_batch_size: int = 1024,
     diagnosis_threshold: float = DIAGNOSIS_THRESHOLD,
     callback: Callable[[str, History], bool | None] | None = None,
+    runner: Callable[..., Run] | None = None,
 ) -> History:
     """Train `model` on `train` for `epochs` epochs of mini-batches; return the History.
 
@@ -131,11 +132,16 @@ def fit(
     every epoch's measurements (event "epoch"), on the thread that runs `fit`: a window draws
     live curves from it. Returning True stops the run there, keeping the current weights
     (History.stopped is "interrupted"); the end-of-run diagnosis still runs.
+
+    `runner` makes the object that executes the run, called with `Run`'s arguments (default
+    `Run`: the engine itself). A subclass of `Run` that overrides its backend methods trains
+    on another engine with everything else (batches, guards, history, checkpoints) unchanged:
+    dsl.torch_backend trains on PyTorch this way.
     """
     _check_options(epochs, batch_size, schedule, schedule_per, early_stopping, val)
     if resume and checkpoint is None:
         raise ValueError("fit: resume=True continues from a checkpoint: pass checkpoint=")
-    run = _Run(
+    run = (runner or Run)(
         model,
         optimizer,
         train=as_arrays(train, "train"),
@@ -215,8 +221,14 @@ def best_path(checkpoint) -> Path:
     return checkpoint.with_name(f"{checkpoint.stem}.best{checkpoint.suffix}")
 
 
-class _Run:
-    """The state of one `fit` call: the loop's pieces, kept apart so each stays short."""
+class Run:
+    """The state of one `fit` call: the loop's pieces, kept apart so each stays short.
+
+    The methods under "the backend" are all that touches the model, the optimizer and the
+    schedule while training (the steps, the measurements, the best weights); a subclass
+    that overrides them runs the same loop on another engine. Checkpoints are always written
+    from and read into `model`, `optimizer` and `schedule`, the engine's objects.
+    """
 
     def __init__(self, model, optimizer, *, train: Arrays, val: Arrays | None, **options):
         self.model, self.optimizer, self.train, self.val = model, optimizer, train, val
@@ -263,7 +275,7 @@ class _Run:
 
     def begin(self) -> int:
         """A fresh run: the starting weights are the best so far (epoch 0)."""
-        self.best_state = self.model.state_dict()
+        self.best_state = self.weights()
         if self.checkpoint is not None:
             self.checkpoint.parent.mkdir(parents=True, exist_ok=True)
             self.save(best_path(self.checkpoint), 0)
@@ -274,10 +286,12 @@ class _Run:
         best = best_path(self.checkpoint)
         if best.exists():
             load_checkpoint(best, self.model)
-            self.best_state = self.model.state_dict()
+            self.from_engine()
+            self.best_state = self.weights()
         info = load_checkpoint(
             self.checkpoint, self.model, self.optimizer, self.schedule, rngs=self.rngs()
         )
+        self.from_engine()
         extra = info.extra or {}
         self.history = History.from_dict(extra.get("history", {}))
         if self.track_stats:
@@ -285,7 +299,7 @@ class _Run:
         if self.guard is not None and extra.get("guard"):
             self.guard.load_state_dict(extra["guard"])
         if self.best_state is None:
-            self.best_state = self.model.state_dict()
+            self.best_state = self.weights()
         self.say(f"resumed from {self.checkpoint} at epoch {info.epoch} (step {info.step})")
         if self.history.stopped:
             self.restore_best()
@@ -293,6 +307,7 @@ class _Run:
         return info.epoch + 1
 
     def save(self, path: Path, epoch: int) -> None:
+        self.to_engine()
         extra = {"history": self.history.to_dict(), "seed": self.seed}
         if self.guard is not None:
             extra["guard"] = self.guard.state_dict()
@@ -311,7 +326,7 @@ class _Run:
     def train_epoch(self, epoch: int, epochs: int, bar) -> bool:
         """Train one epoch and measure it; False when the run must stop."""
         started = time.perf_counter()
-        self.model.train()
+        self.start_epoch()
         losses = []
         for xb, yb in batches(
             self.train.x,
@@ -332,7 +347,7 @@ class _Run:
                 self.postfix.update(loss=f"{value:.4f}", lr=f"{self.history.lr[-1]:.3g}")
                 bar.set_postfix(self.postfix, refresh=False)
         if self.schedule is not None and not self.per_step:
-            self.schedule.step()
+            self.schedule_step()
         return self.end_epoch(epoch, epochs, float(np.mean(losses)), started, bar)
 
     def _augmented(self, xb):
@@ -347,29 +362,20 @@ class _Run:
     def step(self, xb, yb, epoch: int) -> float | None:
         """One optimizer step; the batch loss, or None when a guard stopped the run."""
         history = self.history
-        history.lr.append(float(self.optimizer.param_groups[0]["lr"]))
-        self.optimizer.zero_grad()
-        for _, p in self.named:  # parameters the optimizer does not hold, too
-            p.grad = None
-        batch_loss = self.loss(self.model(Tensor(xb)), yb)
-        value = batch_loss.item()
+        history.lr.append(self.current_lr())
+        value, batch_loss = self.forward(xb, yb)
         if history.initial_loss is None:
             self._check_initial_loss(value)
         if not math.isfinite(value):
             history.lr.pop()
-            return self._nonfinite(locate_nonfinite(batch_loss, self.names), epoch)
-        batch_loss.backward()
-        norms, finite = self._gradient_norms()
+            return self._nonfinite(self.locate(batch_loss, gradient=False), epoch)
+        norms, finite = self.backward(batch_loss)
         if not finite:
             history.lr.pop()
-            report = locate_nonfinite_gradient(batch_loss, self.model.parameters(), self.names)
-            return self._nonfinite(report, epoch)
-        if self.track_stats:
-            self._record_update(norms)
-        else:
-            self.optimizer.step()
+            return self._nonfinite(self.locate(batch_loss, gradient=True), epoch)
+        self.update(norms)
         if self.schedule is not None and self.per_step:
-            self.schedule.step()
+            self.schedule_step()
         history.step_loss.append(value)
         if self.guard is not None and self.guard.update(value):
             self._stop(
@@ -399,10 +405,25 @@ class _Run:
             warnings.warn(message, InitialLossWarning, stacklevel=5)  # at fit's caller
             self.say(f"warning: {message}")
 
-    def _gradient_norms(self) -> tuple[list[float], bool]:
-        """Each parameter's gradient norm (NaN when it got no gradient) and whether all the
-        gradients are finite: the NaN guard reads them, so a non-finite gradient is caught
-        before the optimizer spreads it into the weights."""
+    # --- the backend: what executes the steps (dsl.torch_backend overrides these) ---------
+    def start_epoch(self) -> None:
+        """Put the model in training mode before an epoch's steps."""
+        self.model.train()
+
+    def forward(self, xb, yb) -> tuple[float, object]:
+        """Clear the gradients and compute the batch loss: its value, and what `backward`
+        and `locate` take."""
+        self.optimizer.zero_grad()
+        for _, p in self.named:  # parameters the optimizer does not hold, too
+            p.grad = None
+        batch_loss = self.loss(self.model(Tensor(xb)), yb)
+        return batch_loss.item(), batch_loss
+
+    def backward(self, batch_loss) -> tuple[list[float], bool]:
+        """Backpropagate; each parameter's gradient norm (NaN when it got no gradient) and
+        whether all the gradients are finite: the NaN guard reads them, so a non-finite
+        gradient is caught before the optimizer spreads it into the weights."""
+        batch_loss.backward()
         norms, finite = [], True
         for _, p in self.named:
             g = p._grad
@@ -415,28 +436,70 @@ class _Run:
             norms.append(norm)
         return norms, finite
 
-    def _record_update(self, norms: list[float]) -> None:
-        """Step the optimizer and record ||W_after - W_before|| / ||W_before|| per parameter.
+    def locate(self, batch_loss, gradient: bool):
+        """The NonFiniteReport for a non-finite loss (or, with `gradient`, gradient)."""
+        if gradient:
+            return locate_nonfinite_gradient(batch_loss, self.model.parameters(), self.names)
+        return locate_nonfinite(batch_loss, self.names)
 
-        Measured on the actual change rather than lr * grad, so it is right for momentum,
-        Adam's normalization and weight decay alike (the notes' update_scale / param_scale).
-        A parameter whose weights are all zero (a bias at the start) has no ratio: NaN.
+    def update(self, norms: list[float]) -> None:
+        """Step the optimizer, recording the gradient norms and update ratios (track_stats).
+
+        The ratio ||W_after - W_before|| / ||W_before|| is measured on the actual change
+        rather than lr * grad, so it is right for momentum, Adam's normalization and weight
+        decay alike (the notes' update_scale / param_scale). A parameter whose weights are
+        all zero (a bias at the start) has no ratio: NaN.
         """
+        if not self.track_stats:
+            self.optimizer.step()
+            return
         scales = []
         for (_, p), before in zip(self.named, self.before):
             np.copyto(before, p.data)
             flat = before.ravel()
             scales.append(math.sqrt(float(np.dot(flat, flat))))
         self.optimizer.step()
-        history = self.history
-        for (name, p), before, scale, norm in zip(self.named, self.before, scales, norms):
+        changes = []
+        for (_, p), before in zip(self.named, self.before):
             np.subtract(p.data, before, out=before)
             flat = before.ravel()
-            change = math.sqrt(float(np.dot(flat, flat)))
+            changes.append(math.sqrt(float(np.dot(flat, flat))))
+        self.record(norms, scales, changes)
+
+    def record(self, norms: list[float], scales: list[float], changes: list[float]) -> None:
+        """Append one step's gradient norms and update ratios (change / scale) to History."""
+        history = self.history
+        for (name, _), norm, scale, change in zip(self.named, norms, scales, changes):
             history.update_ratios.setdefault(name, []).append(
                 change / scale if scale > 0 else math.nan
             )
             history.grad_norms.setdefault(name, []).append(norm)
+
+    def schedule_step(self) -> None:
+        self.schedule.step()
+
+    def current_lr(self) -> float:
+        """The learning rate of the first parameter group."""
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def measure(self, data: Arrays) -> tuple[float, float | None]:
+        """(mean loss, accuracy) on `data` in evaluation mode (see `evaluate`)."""
+        return evaluate(self.model, data, self.loss, self.eval_batch_size)
+
+    def weights(self):
+        """A copy of the model's weights and buffers (the best epoch's are kept)."""
+        return self.model.state_dict()
+
+    def load_weights(self, state) -> None:
+        self.model.load_state_dict(state)
+
+    def to_engine(self) -> None:
+        """Copy the backend's weights, optimizer and schedule state into `model`,
+        `optimizer` and `schedule` (before a checkpoint is written, and at the end)."""
+
+    def from_engine(self) -> None:
+        """Take the weights, optimizer and schedule state from the engine's objects (after a
+        checkpoint was loaded into them)."""
 
     def _nonfinite(self, report, epoch: int) -> None:
         self.history.nonfinite = report
@@ -453,21 +516,21 @@ class _Run:
 
     def restore_best(self) -> None:
         if self.best_state is not None:
-            self.model.load_state_dict(self.best_state)
+            self.load_weights(self.best_state)
             self.restored = True
 
     # --- the end of an epoch ---------------------------------------------------------------
     def end_epoch(self, epoch: int, epochs: int, batch_loss: float, started: float, bar) -> bool:
         """Measure, keep the best, maybe stop early, checkpoint, log; False to stop."""
         history = self.history
-        train_loss, train_acc = evaluate(self.model, self.train, self.loss, self.eval_batch_size)
+        train_loss, train_acc = self.measure(self.train)
         history.epochs.append(epoch)
         history.batch_loss.append(batch_loss)
         history.train_loss.append(train_loss)
         history.train_acc.append(math.nan if train_acc is None else train_acc)
         metric = train_loss
         if self.val is not None:
-            val_loss, val_acc = evaluate(self.model, self.val, self.loss, self.eval_batch_size)
+            val_loss, val_acc = self.measure(self.val)
             history.val_loss.append(val_loss)
             history.val_acc.append(math.nan if val_acc is None else val_acc)
             metric = val_loss
@@ -475,7 +538,7 @@ class _Run:
         improved = metric < history.best_value
         if improved:
             history.best_epoch, history.best_value = epoch, metric
-            self.best_state = self.model.state_dict()
+            self.best_state = self.weights()
         stale = epoch - history.best_epoch
         stop = self.early_stopping is not None and stale >= self.early_stopping
         if stop:
@@ -519,7 +582,7 @@ class _Run:
             parts.append(f"val loss {history.val_loss[-1]:.4f}")
             if math.isfinite(history.val_acc[-1]):
                 parts.append(f"val acc {history.val_acc[-1]:.4f}")
-        parts.append(f"lr {self.optimizer.param_groups[0]['lr']:.3g}")
+        parts.append(f"lr {self.current_lr():.3g}")
         if self.track_stats and history.update_ratios:
             medians = history.median_update_ratio(self.steps_per_epoch())
             ratios = [r for name, r in medians.items() if name in self.matrices and r == r]
@@ -536,11 +599,12 @@ class _Run:
             self.postfix["acc"] = f"{history.train_acc[-1]:.3f}"
         if self.val is not None and math.isfinite(history.val_acc[-1]):
             self.postfix["val_acc"] = f"{history.val_acc[-1]:.3f}"
-        self.postfix["lr"] = f"{self.optimizer.param_groups[0]['lr']:.3g}"
+        self.postfix["lr"] = f"{self.current_lr():.3g}"
 
     # --- the end ---------------------------------------------------------------------------
     def finish(self, baseline_error: float, threshold: float) -> None:
-        """The diagnosis of the weights the model ends with, printed."""
+        """The weights the run ends with into the engine's model; their diagnosis, printed."""
+        self.to_engine()
         history = self.history
         held = history.epochs[-1] if history.epochs else 0
         if self.restored:

@@ -1,0 +1,317 @@
+"""`--nproc N`: one run trained by N processes of this machine with DistributedDataParallel.
+
+`distributed_fit` starts N processes (torch.multiprocessing.spawn) that meet over loopback
+(MASTER_ADDR 127.0.0.1, a free port) in a process group: gloo on the CPU, NCCL with
+`device="cuda"` (one GPU per process). Every process builds the model file's engine objects,
+loads the caller's current state into them (weights, optimizer, schedule: passed as an
+engine checkpoint), translates them to torch and wraps the module in
+DistributedDataParallel. Each process then runs engine.train.fit's loop (dsl.torch_backend.fit)
+over the same global batches as one process would draw (the same shuffling generator) and
+takes its contiguous shard of each one: rows [n r / N, n (r + 1) / N) of a batch of n rows.
+
+The gradient is that of the global batch's mean loss exactly, also when a batch does not
+split evenly: rank r's loss (mean over its n_r rows, plus the L2 term) is scaled by
+n_r N / n, so DDP's average over the N processes is sum_r (n_r / n) (mean_r + L2) = the
+global mean + L2. The loss the History records is that global value (one all-reduce per step),
+so every process sees the same losses and gradients and takes the same decisions (guards,
+early stopping); each one measures the whole training and validation sets at the end of an
+epoch. Only rank 0 prints, shows the progress bar and writes checkpoints; at the end it hands
+the History and the final state back to the calling process, which puts them into the
+caller's engine objects.
+
+Batch norm statistics are the global batch's: on CUDA with torch.nn.SyncBatchNorm; on the CPU,
+where SyncBatchNorm refuses to run (PyTorch 2.13 implements it for GPUs only),
+with `GlobalBatchNorm` below, which all-reduces the sums that the mean and variance need (in
+the forward pass and, through autograd, in the backward pass). Either way N processes compute
+what one process computes on the whole batch, so they end with the same parameters up to
+rounding. Dropout masks differ from one process's (each process draws its own).
+
+Processes on the CPU share the machine's cores: each one uses cores / N torch threads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import pickle
+import socket
+import sys
+import tempfile
+from pathlib import Path
+
+from dsl.build import build
+from dsl.errors import Source
+from dsl.torch_backend import require_torch
+from dsl.torch_backend.fit import TorchRun, torch_device
+from engine.train.checkpoint import load_checkpoint, save_checkpoint
+from engine.train.fit import fit
+from engine.train.history import History
+
+torch = require_torch()
+dist = torch.distributed
+
+
+def distributed_fit(
+    built,
+    *,
+    nproc: int,
+    device: str = "cpu",
+    dtype=None,
+    optimizer_index: int = 0,
+    **options,
+) -> History:
+    """engine.train.fit of `built` on `nproc` processes (see the module docstring); the final
+    state is left in built.model, built.optimizer and built.schedule.
+
+    `built.optimizer` must be the file's optimizer number `optimizer_index` (the processes
+    build it again), and `options` fit's keyword arguments with the file's own loss and
+    schedule; `callback` is not supported (it would run in another process).
+    """
+    _check(built, nproc, device, options)
+    with tempfile.TemporaryDirectory(prefix="topograd-nproc-") as scratch:
+        folder = Path(scratch)
+        save_checkpoint(folder / "start.npz", built.model, built.optimizer, built.schedule, rngs={})
+        options = {k: v for k, v in options.items() if k not in ("loss", "schedule")}
+        job = _Job(built.spec, optimizer_index, options, device, dtype, _free_port(), folder)
+        try:
+            torch.multiprocessing.spawn(_process, args=(nproc, job), nprocs=nproc, join=True)
+        except (
+            torch.multiprocessing.ProcessRaisedException,
+            torch.multiprocessing.ProcessExitedException,
+        ):
+            _raise_saved_error(folder)
+            raise
+        info = load_checkpoint(
+            folder / "result.npz", built.model, built.optimizer, built.schedule, rngs={}
+        )
+    return History.from_dict(info.extra["history"])
+
+
+def _check(built, nproc: int, device: str, options: dict) -> None:
+    if isinstance(nproc, bool) or not isinstance(nproc, int) or nproc < 1:
+        raise ValueError(f"nproc must be an integer >= 1, got {nproc!r}")
+    torch_device(device)
+    if device == "cuda" and torch.cuda.device_count() < nproc:
+        raise ValueError(
+            f"nproc {nproc} on cuda needs a GPU per process; {torch.cuda.device_count()} found"
+        )
+    if options.get("callback") is not None:
+        raise ValueError("a callback runs in the calling process: it needs nproc 1")
+    for name in ("loss", "schedule"):
+        if name in options and options[name] is not getattr(built, name):
+            raise ValueError(
+                f"nproc > 1 trains with the file's own {name}: every process builds it again"
+            )
+
+
+def _free_port() -> int:
+    """A TCP port on loopback that nothing listens on now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Job:
+    """What every process needs (picklable: the engine objects are rebuilt from the spec)."""
+
+    spec: object
+    optimizer_index: int
+    options: dict
+    device: str
+    dtype: object
+    port: int
+    folder: Path
+
+
+def _process(rank: int, world: int, job: _Job) -> None:
+    """One process of the group: build, train its shard, and (rank 0) hand back the result."""
+    os.environ["MASTER_ADDR"] = "127.0.0.1"
+    os.environ["MASTER_PORT"] = str(job.port)
+    if sys.platform.startswith("linux"):  # gloo on loopback, whatever the host name resolves to
+        os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
+    device = job.device
+    if device == "cuda":
+        torch.cuda.set_device(rank)
+        device = f"cuda:{rank}"
+    else:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
+    dist.init_process_group("nccl" if job.device == "cuda" else "gloo", rank=rank, world_size=world)
+    try:
+        built = build(job.spec, Source("<model file>", ""), optimizer_index=job.optimizer_index)
+        load_checkpoint(
+            job.folder / "start.npz", built.model, built.optimizer, built.schedule, rngs={}
+        )
+        options = dict(job.options, loss=built.loss, schedule=built.schedule)
+        if rank != 0:
+            options.update(progress=False, log=None)
+        group = Group(rank, world)
+        runner = functools.partial(
+            TorchRun,
+            spec=built.spec,
+            device=torch.device(device),
+            dtype=job.dtype,
+            group=group,
+            wrap=group.synchronize_batch_norm,
+            parallel=group.parallel,
+        )
+        history = fit(
+            built.model, built.data.splits.train, built.optimizer, runner=runner, **options
+        )
+        if rank == 0:
+            save_checkpoint(
+                job.folder / "result.npz",
+                built.model,
+                built.optimizer,
+                built.schedule,
+                rngs={},
+                extra={"history": history.to_dict()},
+            )
+    except Exception as error:
+        _save_error(job.folder / f"error-{rank}.pickle", error)
+        raise
+    finally:
+        dist.destroy_process_group()
+
+
+def _save_error(path: Path, error: Exception) -> None:
+    """Keep a process's exception for the calling process to raise (an error of the run, such
+    as a checkpoint that does not fit, reads the same as with one process)."""
+    try:
+        data = pickle.dumps(error)
+    except Exception:  # an exception that does not pickle: its message will do
+        data = pickle.dumps(RuntimeError(f"{type(error).__name__}: {error}"))
+    path.write_bytes(data)
+
+
+def _raise_saved_error(folder: Path) -> None:
+    """Raise the first saved exception (rank 0's first), if a process saved one."""
+    for path in sorted(folder.glob("error-*.pickle"), key=lambda p: int(p.stem.split("-")[1])):
+        raise pickle.loads(path.read_bytes())  # written by our own processes just now
+
+
+class Group:
+    """This process's place in the group: its shard of every batch, the loss scaled so that
+    DDP's average is the global batch's gradient, and the module's wrappers."""
+
+    def __init__(self, rank: int, world: int):
+        self.rank, self.world = rank, world
+
+    def shard(self, rows: int) -> slice:
+        """This rank's contiguous part of a batch of `rows` rows (sizes differ by one at most)."""
+        return slice(rows * self.rank // self.world, rows * (self.rank + 1) // self.world)
+
+    def forward(self, run: TorchRun, xb, yb):
+        """The global batch's loss value, and (the scaled shard loss, the batch) for backward."""
+        rows = len(xb)
+        part = self.shard(rows)
+        x, y = xb[part], yb[part]
+        outputs = run.network(run.torch.tensor(x))
+        if len(x):
+            loss = run.torch_loss(outputs, y)
+            scaled = loss * (len(x) * self.world / rows)
+            share = loss.detach() * (len(x) / rows)
+        else:  # fewer rows than processes: no loss here, but DDP needs every gradient (zero)
+            scaled = outputs.sum() * 0.0
+            share = torch.zeros((), dtype=outputs.dtype, device=outputs.device)
+        share = share.reshape(1).clone()
+        dist.all_reduce(share)
+        return share.item(), (scaled, xb, yb)
+
+    def synchronize_batch_norm(self, module):
+        """Batch norm layers with the global batch's statistics (see the module docstring)."""
+        if next(module.parameters()).device.type == "cuda":
+            return torch.nn.SyncBatchNorm.convert_sync_batchnorm(module)
+        return GlobalBatchNorm.convert(module)
+
+    def parallel(self, module):
+        device_ids = None
+        parameter = next(module.parameters(), None)
+        if parameter is not None and parameter.device.type == "cuda":
+            device_ids = [parameter.device.index]
+        # buffers need no broadcast: the global statistics are the same in every process
+        return torch.nn.parallel.DistributedDataParallel(
+            module, device_ids=device_ids, forward_sync_buffers=False
+        )
+
+
+class _AllReduceSum(torch.autograd.Function):
+    """The sum over processes, differentiable: the gradient is the sum of the gradients."""
+
+    @staticmethod
+    def forward(ctx, tensor):
+        total = tensor.clone(memory_format=torch.contiguous_format)
+        dist.all_reduce(total)
+        return total
+
+    @staticmethod
+    def backward(ctx, grad):
+        total = grad.clone(memory_format=torch.contiguous_format)
+        dist.all_reduce(total)
+        return total
+
+
+class GlobalBatchNorm(torch.nn.modules.batchnorm._BatchNorm):
+    """Batch norm whose training statistics are those of the global batch (every process's
+    shard): the channel sums and the row count, then the squared deviations, are summed over
+    the processes. In eval mode (or outside a process group) it is plain batch norm.
+    PyTorch's SyncBatchNorm does the same on GPUs only."""
+
+    def _check_input_dim(self, input):
+        if input.dim() < 2:
+            raise ValueError(f"expected at least 2D input (got {input.dim()}D input)")
+
+    @classmethod
+    def convert(cls, module):
+        """`module` with every BatchNorm1d/2d replaced by a GlobalBatchNorm that shares its
+        parameters and buffers (so names and order stay)."""
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            converted = cls(
+                module.num_features,
+                module.eps,
+                module.momentum,
+                module.affine,
+                module.track_running_stats,
+                device=module.running_mean.device if module.running_mean is not None else None,
+                dtype=module.weight.dtype if module.affine else None,
+            )
+            if module.affine:
+                converted.weight, converted.bias = module.weight, module.bias
+            converted.running_mean = module.running_mean
+            converted.running_var = module.running_var
+            converted.num_batches_tracked = module.num_batches_tracked
+            converted.training = module.training
+            return converted
+        for name, child in module.named_children():
+            module.add_module(name, cls.convert(child))
+        return module
+
+    def forward(self, x):
+        if not (self.training and dist.is_available() and dist.is_initialized()):
+            return super().forward(x)
+        self._check_input_dim(x)
+        axes = [0, *range(2, x.dim())]
+        shape = [1, x.shape[1]] + [1] * (x.dim() - 2)
+        rows = x.new_full((1,), x.numel() // x.shape[1])
+        sums = _AllReduceSum.apply(torch.cat([x.sum(axes), rows]))
+        count = sums[-1].detach()
+        mean = sums[:-1] / count
+        centered = x - mean.view(shape)
+        var = _AllReduceSum.apply((centered * centered).sum(axes)) / count
+        y = centered / torch.sqrt(var + self.eps).view(shape)
+        if self.affine:
+            y = y * self.weight.view(shape) + self.bias.view(shape)
+        if self.track_running_stats:
+            self._update_running(mean.detach(), var.detach(), count)
+        return y
+
+    @torch.no_grad()
+    def _update_running(self, mean, var, count) -> None:
+        self.num_batches_tracked.add_(1)
+        factor = self.momentum
+        if factor is None:  # a cumulative average
+            factor = 1.0 / float(self.num_batches_tracked)
+        unbiased = var * (count / (count - 1)) if count > 1 else var
+        self.running_mean.mul_(1 - factor).add_(mean, alpha=factor)
+        self.running_var.mul_(1 - factor).add_(unbiased, alpha=factor)
