@@ -55,6 +55,7 @@ bench: $(VENV)/.test
 	$(BIN)/python bench/conv.py
 	$(BIN)/python bench/dsl.py
 	$(BIN)/python bench/gui.py
+	$(BIN)/python bench/backends.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
