@@ -22,21 +22,21 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from dsl import load, read_source  # noqa: E402
-from dsl.build import build  # noqa: E402
-from dsl.cli import main  # noqa: E402
-from dsl.torch_backend.export import (  # noqa: E402
+from dsl import load, read_source
+from dsl.build import build
+from dsl.cli import main
+from dsl.torch_backend.export import (
     ACTIVATIONS,
     AUGMENTATION_CALLS,
     AUGMENTATION_SOURCE,
     OPTIMIZER_TABLE,
     SCHEDULE_TABLE,
 )
-from dsl.training import fit_arguments  # noqa: E402
-from engine.data.augment import AUGMENTATIONS  # noqa: E402
-from engine.optim import OPTIMIZERS  # noqa: E402
-from engine.optim.schedules import SCHEDULES  # noqa: E402
-from engine.train import evaluate, fit  # noqa: E402
+from dsl.training import fit_arguments
+from engine.data.augment import AUGMENTATIONS
+from engine.optim import OPTIMIZERS
+from engine.optim.schedules import SCHEDULES
+from engine.train import evaluate, fit
 
 ROOT = Path(__file__).resolve().parents[3]
 SAMPLES = ROOT / "samples"

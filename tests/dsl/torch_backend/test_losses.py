@@ -14,8 +14,8 @@ from engine.functional import LOSSES as ENGINE_LOSSES
 
 torch = pytest.importorskip("torch")
 
-from dsl.torch_backend.losses import LOSSES, to_torch_loss  # noqa: E402
-from dsl.torch_backend.modules import (  # noqa: E402
+from dsl.torch_backend.losses import LOSSES, to_torch_loss
+from dsl.torch_backend.modules import (
     to_torch_module,
     torch_parameters,
     transposed_parameters,

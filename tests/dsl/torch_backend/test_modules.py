@@ -18,9 +18,9 @@ from engine.nn.layers import LAYERS
 
 torch = pytest.importorskip("torch")
 
-from dsl.torch_backend import UnsupportedError  # noqa: E402
-from dsl.torch_backend.losses import to_torch_loss  # noqa: E402
-from dsl.torch_backend.modules import (  # noqa: E402
+from dsl.torch_backend import UnsupportedError
+from dsl.torch_backend.losses import to_torch_loss
+from dsl.torch_backend.modules import (
     copy_weights_to_engine,
     copy_weights_to_torch,
     to_torch_module,

@@ -12,14 +12,14 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from dsl.torch_backend import UnsupportedError  # noqa: E402
-from dsl.torch_backend.optim import (  # noqa: E402
+from dsl.torch_backend import UnsupportedError
+from dsl.torch_backend.optim import (
     copy_optimizer_state_to_engine,
     copy_optimizer_state_to_torch,
     to_torch_optimizer,
 )
-from engine import optim  # noqa: E402
-from engine.nn import Parameter  # noqa: E402
+from engine import optim
+from engine.nn import Parameter
 
 SHAPES = [(3, 4), (4,), (), (5, 5), (2, 3, 2), ()]
 TRANSPOSED = {0, 3}  # engine (in, out) weights that torch stores as (out, in)
