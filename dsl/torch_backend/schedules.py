@@ -75,15 +75,8 @@ class WarmRestartsLR(lr_scheduler.LRScheduler):
         super().__init__(optimizer)
 
     def cycle_at(self, t: int) -> tuple[int, int, int]:
-        """(cycle index i, T_cur, T_i) at step t."""
-        if self.T_mult == 1:
-            cycle, t_cur = divmod(t, self.T_0)
-            return cycle, t_cur, self.T_0
-        cycle, length = 0, self.T_0
-        while t >= length:
-            t -= length
-            cycle, length = cycle + 1, length * self.T_mult
-        return cycle, t, length
+        """(cycle index i, T_cur, T_i) at step t, as the engine counts them."""
+        return engine_schedules.restart_cycle(t, self.T_0, self.T_mult)
 
     def get_lr(self):
         cycle, t_cur, length = self.cycle_at(self.last_epoch)

@@ -268,6 +268,19 @@ class CosineAnnealingLR(LRScheduler):
         return self._chain(lambda lr, _: ratio * (lr - eta_min) + eta_min)
 
 
+def restart_cycle(t: int, T_0: int, T_mult: int) -> tuple[int, int, int]:
+    """(cycle index i, T_cur, T_i) at step t of warm restarts: cycles of T_0, T_0 * T_mult,
+    ... steps, in exact integer arithmetic."""
+    if T_mult == 1:
+        cycle, t_cur = divmod(t, T_0)
+        return cycle, t_cur, T_0
+    cycle, length = 0, T_0
+    while t >= length:
+        t -= length
+        cycle, length = cycle + 1, length * T_mult
+    return cycle, t, length
+
+
 class CosineAnnealingWarmRestarts(LRScheduler):
     """SGDR: cosine annealing that restarts at the peak after ``T_0`` steps, each cycle
     ``T_mult`` times longer than the one before.
@@ -300,15 +313,7 @@ class CosineAnnealingWarmRestarts(LRScheduler):
 
     def cycle_at(self, t: int) -> tuple[int, int, int]:
         """(cycle index i, T_cur, T_i) at step t, in exact integer arithmetic."""
-        t = _check_int("step t", t, 0)
-        if self.T_mult == 1:
-            cycle, t_cur = divmod(t, self.T_0)
-            return cycle, t_cur, self.T_0
-        cycle, length = 0, self.T_0
-        while t >= length:
-            t -= length
-            cycle, length = cycle + 1, length * self.T_mult
-        return cycle, t, length
+        return restart_cycle(_check_int("step t", t, 0), self.T_0, self.T_mult)
 
     def _lr(self, t, base_lr):
         cycle, t_cur, length = self.cycle_at(t)
