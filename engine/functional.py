@@ -90,7 +90,7 @@ def _reduce(losses, reduction):
     raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
 
 
-def _class_labels(labels, logits, loss):
+def class_labels(labels, logits, loss):
     """Validate integer class labels; an integer vector of the right length is checked with
     two reductions (the common case, on every training step)."""
     labels = np.asarray(labels.data if isinstance(labels, Tensor) else labels)
@@ -124,7 +124,7 @@ def cross_entropy(logits, labels, reduction="mean"):
     logits = _tensor(logits)
     if logits.ndim != 2:
         raise ValueError(f"cross_entropy: logits must be (N, C), got shape {logits.shape}")
-    labels = _class_labels(labels, logits, "cross_entropy")
+    labels = class_labels(labels, logits, "cross_entropy")
     picked = log_softmax(logits, axis=1)[np.arange(len(labels)), labels]
     return _reduce(-picked, reduction)
 
@@ -177,7 +177,7 @@ def hinge_loss(scores, targets, margin=1.0, reduction="mean"):
         return _reduce((margin - scores * _constant(y, scores)).relu(), reduction)
     if scores.ndim != 2:
         raise ValueError(f"hinge_loss: scores must be (N,), (N, 1) or (N, C), got {scores.shape}")
-    labels = _class_labels(targets, scores, "hinge_loss")
+    labels = class_labels(targets, scores, "hinge_loss")
     rows = np.arange(len(labels))
     correct = scores[rows, labels].reshape(len(labels), 1)
     others = np.ones(scores.shape)

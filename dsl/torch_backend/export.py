@@ -43,6 +43,7 @@ import numpy as np
 from dsl.build import Built
 from dsl.spec import Entry, LayerSpec
 from dsl.torch_backend import UnsupportedError
+from dsl.torch_backend.counterparts import OPTIMIZER_TABLE, TORCH_LACKS
 from dsl.training import CommandError, write_atomically
 from engine import Tensor, nn
 from engine.custom_ops import CUSTOM
@@ -74,29 +75,6 @@ ACTIVATIONS = {
     nn.ELU: ("elu", "nn.ELU", {"alpha": 1.0}),
 }
 """Engine activation -> (layer name, torch class, {option: torch default})."""
-
-OPTIMIZER_TABLE = {
-    "sgd": ("SGD", ("lr", "momentum", "dampening", "weight_decay", "nesterov")),
-    "adam": ("Adam", ("lr", "betas", "eps", "weight_decay", "amsgrad", "decoupled_weight_decay")),
-    "adamw": ("AdamW", ("lr", "betas", "eps", "weight_decay", "amsgrad")),
-    "nadam": (
-        "NAdam",
-        ("lr", "betas", "eps", "weight_decay", "momentum_decay", "decoupled_weight_decay"),
-    ),
-    "rmsprop": ("RMSprop", ("lr", "alpha", "eps", "weight_decay", "momentum", "centered")),
-    "adagrad": ("Adagrad", ("lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps")),
-    "adadelta": ("Adadelta", ("lr", "rho", "eps", "weight_decay")),
-}
-"""Optimizer name -> (torch.optim class, the options torch has). The engine's defaults are
-torch's (the tests hold them to it), so only options that differ from them are written."""
-
-OPTIMIZER_EXTRAS = {
-    "sgd": {"momentum_form": "torch", "nesterov_form": "torch"},
-    "adam": {"bias_correction": True, "eps_inside_sqrt": False},
-    "adamw": {"bias_correction": True, "eps_inside_sqrt": False, "decoupled_weight_decay": True},
-    "rmsprop": {"eps_inside_sqrt": False},
-}
-"""The engine's own options (the notes' variants) and the one value torch's update equals."""
 
 SCHEDULE_TABLE = {
     "step": ("StepLR", ("step_size", "gamma")),
@@ -713,7 +691,7 @@ class _Writer:
         torch_class, names = OPTIMIZER_TABLE[entry.name]
         groups = optimizer.param_groups
         first = groups[0]
-        for option, supported in OPTIMIZER_EXTRAS.get(entry.name, {}).items():
+        for option, supported, _ in TORCH_LACKS.get(entry.name, ()):
             if first[option] != supported:
                 raise UnsupportedError(
                     f"{entry.name}'s option {option}={_literal(first[option])} at line "

@@ -12,7 +12,7 @@ import numpy as np
 from dsl.build import decayed_parameters
 from dsl.torch_backend import require_torch
 from dsl.torch_backend.modules import torch_parameters
-from engine.functional import _class_labels
+from engine.functional import class_labels
 
 torch = require_torch()
 F = torch.nn.functional
@@ -36,7 +36,7 @@ def _numpy(targets) -> np.ndarray:
 
 def _labels(targets, outputs, loss):
     """Integer class labels as a long tensor, checked as the engine checks them."""
-    labels = _class_labels(_numpy(targets), _Shaped(outputs), loss)
+    labels = class_labels(_numpy(targets), _Shaped(outputs), loss)
     return torch.as_tensor(labels, dtype=torch.long, device=outputs.device)
 
 

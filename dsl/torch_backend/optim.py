@@ -66,54 +66,16 @@ from collections.abc import Collection, Sequence
 import numpy as np
 
 from dsl.torch_backend import UnsupportedError, require_torch
+from dsl.torch_backend.counterparts import OPTIMIZER_TABLE, TORCH_LACKS
 from engine import optim as engine_optim
 
 torch = require_torch()
 
 # engine class -> (model file name, torch.optim class name, hyperparameters torch shares)
 _SHARED = {
-    engine_optim.SGD: ("sgd", "SGD", ("lr", "momentum", "dampening", "weight_decay", "nesterov")),
-    engine_optim.Adam: (
-        "adam",
-        "Adam",
-        ("lr", "betas", "eps", "weight_decay", "amsgrad", "decoupled_weight_decay"),
-    ),
-    engine_optim.AdamW: (
-        "adamw",
-        "AdamW",
-        ("lr", "betas", "eps", "weight_decay", "amsgrad", "decoupled_weight_decay"),
-    ),
-    engine_optim.NAdam: (
-        "nadam",
-        "NAdam",
-        ("lr", "betas", "eps", "weight_decay", "momentum_decay", "decoupled_weight_decay"),
-    ),
-    engine_optim.RMSprop: (
-        "rmsprop",
-        "RMSprop",
-        ("lr", "alpha", "eps", "weight_decay", "momentum", "centered"),
-    ),
-    engine_optim.Adagrad: (
-        "adagrad",
-        "Adagrad",
-        ("lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps"),
-    ),
-    engine_optim.Adadelta: ("adadelta", "Adadelta", ("lr", "rho", "eps", "weight_decay")),
+    engine_optim.OPTIMIZERS.get(name): (name, torch_name, shared)
+    for name, (torch_name, shared) in OPTIMIZER_TABLE.items()
 }
-
-# the engine's options torch lacks: (option, the one value torch implements, what torch does)
-_ONLY = {
-    "sgd": (
-        ("momentum_form", "torch", "torch.optim.SGD's buffer starts at the first gradient"),
-        ("nesterov_form", "torch", "torch.optim.SGD takes the gradient at W, not W + m * v"),
-    ),
-    "adam": (
-        ("bias_correction", True, "torch.optim.Adam always divides by 1 - beta^t"),
-        ("eps_inside_sqrt", False, "torch.optim.Adam adds eps outside the square root"),
-    ),
-    "rmsprop": (("eps_inside_sqrt", False, "torch.optim.RMSprop adds eps outside the root"),),
-}
-_ONLY["adamw"] = _ONLY["adam"]
 
 _SCALAR_STATE = ("step", "mu_product")  # numbers, not arrays shaped like the parameter
 
@@ -234,7 +196,7 @@ def _describe(optimizer):
     if entry is None:
         raise UnsupportedError(f"the optimizer {type(optimizer).__name__}")
     name = entry[0]
-    for option, only, hint in _ONLY.get(name, ()):
+    for option, only, hint in TORCH_LACKS.get(name, ()):
         for group in optimizer.param_groups:
             if group[option] != only:
                 raise UnsupportedError(f"{name}'s {option}={group[option]!r}", hint)

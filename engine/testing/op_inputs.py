@@ -15,7 +15,14 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from engine.ops import Op
-from engine.testing.strategies import KINK_MARGIN, arrays, broadcastable, distinct_arrays, floats
+from engine.testing.strategies import (
+    KINK_MARGIN,
+    arrays,
+    broadcastable,
+    distinct_arrays,
+    floats,
+    shapes,
+)
 
 SPACING = 0.01
 """How far apart the values of a "distinct" domain are (ties in max, maximum, max pooling)."""
@@ -43,16 +50,12 @@ DOMAIN_VALUES = {
 }
 
 
-def _shapes(min_dims=0, max_dims=3):
-    return hnp.array_shapes(min_dims=min_dims, max_dims=max_dims, min_side=1, max_side=4)
-
-
 # --- inputs by kind --------------------------------------------------------------------------
 # Each strategy draws (arrays, attrs) for an op of that kind; `values(shapes)` is the
 # strategy of arrays in the op's domain.
 @st.composite
 def _unary(draw, values):
-    return draw(values([draw(_shapes())])), {}
+    return draw(values([draw(shapes())])), {}
 
 
 @st.composite
@@ -65,7 +68,7 @@ def _power(draw, values):
     # |c| >= 0.5: for c near 0, x**c is near 1 while its derivative vanishes
     magnitude = st.sampled_from((0.5, 1.0, 2.0, 3.0)) | st.floats(0.5, 3.0)
     exponent = draw(st.tuples(st.sampled_from((-1.0, 1.0)), magnitude).map(math.prod))
-    return draw(values([draw(_shapes())])), {"exponent": exponent}
+    return draw(values([draw(shapes())])), {"exponent": exponent}
 
 
 @st.composite
@@ -79,7 +82,7 @@ def _matmul(draw, values):
 
 @st.composite
 def _reduce(draw, values):
-    shape = draw(_shapes())
+    shape = draw(shapes())
     axis = None
     if shape and draw(st.booleans()):
         chosen = draw(st.sets(st.integers(0, len(shape) - 1), min_size=1))
@@ -89,14 +92,14 @@ def _reduce(draw, values):
 
 @st.composite
 def _along_axis(draw, values):
-    shape = draw(_shapes(min_dims=1))
+    shape = draw(shapes(min_dims=1))
     axis = draw(st.integers(-len(shape), len(shape) - 1))
     return draw(values([shape])), {"axis": axis}
 
 
 @st.composite
 def _reshape(draw, values):
-    shape = draw(_shapes(max_dims=4))
+    shape = draw(shapes(max_dims=4))
     size = math.prod(shape)
     factors = [p for p in range(2, size + 1) for _ in range(_multiplicity(size, p))]
     factors = draw(st.permutations(factors))
@@ -122,14 +125,14 @@ def _multiplicity(n, p):
 
 @st.composite
 def _transpose(draw, values):
-    shape = draw(_shapes(max_dims=4))
+    shape = draw(shapes(max_dims=4))
     axes = tuple(draw(st.permutations(range(len(shape)))))
     return draw(values([shape])), {"axes": axes}
 
 
 @st.composite
 def _index(draw, values):
-    shape = draw(_shapes(min_dims=1))
+    shape = draw(shapes(min_dims=1))
     positions = hnp.array_shapes(max_dims=2, max_side=5)
     # Basic indices, integer arrays (positions repeat: their VJP must add up), boolean masks,
     # and a slice mixed with an integer array on the last axis.
@@ -147,13 +150,13 @@ def _index(draw, values):
 
 @st.composite
 def _concat(draw, values):
-    shape = list(draw(_shapes(min_dims=1)))
+    shape = list(draw(shapes(min_dims=1)))
     axis = draw(st.integers(-len(shape), len(shape) - 1))
-    shapes = []
+    pieces = []
     for _ in range(draw(st.integers(1, 4))):
         shape[axis] = draw(st.integers(1, 3))
-        shapes.append(tuple(shape))
-    return draw(values(shapes)), {"axis": axis}
+        pieces.append(tuple(shape))
+    return draw(values(pieces)), {"axis": axis}
 
 
 @st.composite
@@ -161,7 +164,7 @@ def _clip(draw, values):
     low = draw(st.none() | floats(-2.0, 0.5))
     high = draw(st.none() | floats(-0.5 if low is None else low + 0.5, 2.0))
     edges = tuple(edge for edge in (low, high) if edge is not None)
-    x = draw(arrays(_shapes(), avoid=edges, margin=KINK_MARGIN))
+    x = draw(arrays(shapes(), avoid=edges, margin=KINK_MARGIN))
     return [x], {"low": low, "high": high}
 
 
