@@ -33,7 +33,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "samples" / "digits.tg"
-TOPOGRAD = [sys.executable, "-m", "dsl.cli"]
+TOPOGRAD = [sys.executable, "-m", "topograd"]
 
 VARIANTS = {
     "numpy engine": [],

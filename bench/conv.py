@@ -29,8 +29,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine import Tensor
-from engine import functional as F
+from topograd import Tensor
+from topograd import functional as F
 
 X_SHAPE, W_SHAPE, PADDING = (64, 16, 32, 32), (16, 16, 3, 3), 1
 TARGET = 3.0  # topograd within 3x of PyTorch eager

@@ -35,8 +35,8 @@ os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from dsl import Source, build, check, parse
-from dsl.parser import _lark
+from topograd.dsl import Source, build, check, parse
+from topograd.dsl.parser import _lark
 
 NAME = "deep.tg"
 TARGET_LAYERS, TARGET_SECONDS = 1000, 1.0

@@ -61,13 +61,13 @@ from PySide6.QtWidgets import QApplication
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from dsl import Source, check, parse
-from gui import layout as layouts
-from gui import window as window_module
-from gui.documents import RecentFiles
-from gui.layout import compute_layout, visible_input
-from gui.layout_dot import graphviz_version
-from gui.session import Session
+from topograd.dsl import Source, check, parse
+from topograd.gui import layout as layouts
+from topograd.gui import window as window_module
+from topograd.gui.documents import RecentFiles
+from topograd.gui.layout import compute_layout, visible_input
+from topograd.gui.layout_dot import graphviz_version
+from topograd.gui.session import Session
 
 FIRST_PAINT_NODES, FIRST_PAINT_SECONDS = 1000, 2.0
 STEP_NODES, STEP_SECONDS = 5000, 0.050

@@ -52,8 +52,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine.nn import Parameter
-from engine.optim.adam import Adam
+from topograd.nn import Parameter
+from topograd.optim import Adam
 
 SHAPE = (1000, 1000)
 LR, BETA1, BETA2, EPS = 1e-3, 0.9, 0.999, 1e-8

@@ -26,7 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.workloads import scalar_mlp_weights, two_moons
-from engine import Graph, Tensor
+from topograd import Graph, Tensor
 
 
 class TopogradMLP:

@@ -60,8 +60,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.workloads import batch_norm_backward, batch_norm_train
-from engine import functional as F
-from engine import nn
+from topograd import functional as F
+from topograd import nn
 
 SIZES = (64, 256, 256, 10)
 DROP = 0.2

@@ -51,10 +51,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.workloads import batch_norm_backward, batch_norm_train
-from engine import manual_seed
-from engine.optim import Adam
-from engine.train.checks import evaluate
-from engine.train.fit import fit
+from topograd import manual_seed
+from topograd.optim import Adam
+from topograd.train import evaluate, fit
 
 SAMPLE = runpy.run_path(str(Path(__file__).resolve().parent.parent / "samples" / "digits_mlp.py"))
 EPOCHS, BATCH_SIZE, LR = SAMPLE["EPOCHS"], SAMPLE["BATCH_SIZE"], SAMPLE["LR"]

@@ -1,6 +1,6 @@
 """The topograd model language: parse -> check -> build.
 
->>> from dsl import parse, check, Source
+>>> from topograd.dsl import parse, check, Source
 >>> text = "graph neuron { input x = 2.0  param w = -3.0  output y = tanh(x * w) }"
 >>> spec = check(parse(text, "neuron.tg"), Source("neuron.tg", text))
 >>> [g.name for g in spec.graphs]
@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dsl.build import Built, build
-from dsl.check import check
-from dsl.errors import DslBuildError, DslCheckError, DslError, DslSyntaxError, Source
-from dsl.parser import parse
-from dsl.spec import Spec
+from topograd.dsl.build import Built, build
+from topograd.dsl.check import check
+from topograd.dsl.errors import DslBuildError, DslCheckError, DslError, DslSyntaxError, Source
+from topograd.dsl.parser import parse
+from topograd.dsl.spec import Spec
 
 
 def read_source(path) -> Source:

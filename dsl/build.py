@@ -12,21 +12,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-
-from dsl.datasets import load
-from dsl.errors import DslBuildError, Problem, Source
-from dsl.graphs import GraphValues, evaluate_graph
-from dsl.options import signature
-from dsl.spec import Entry, NetworkSpec, Spec
-from engine import manual_seed, nn
-from engine.data.augment import AUGMENTATIONS, Compose
-from engine.data.datasets import Splits, split
-from engine.data.preprocess import PREPROCESSORS, Pipeline
-from engine.functional import LOSSES
-from engine.nn.layers import LAYERS
-from engine.optim import OPTIMIZERS
-from engine.optim.schedules import SCHEDULES
-from engine.train.search import DISTRIBUTIONS
+from topograd.dsl.datasets import load
+from topograd.dsl.errors import DslBuildError, Problem, Source
+from topograd.dsl.graphs import GraphValues, evaluate_graph
+from topograd.dsl.options import signature
+from topograd.dsl.spec import Entry, NetworkSpec, Spec
+from topograd.engine import manual_seed, nn
+from topograd.engine.data.augment import AUGMENTATIONS, Compose
+from topograd.engine.data.datasets import Splits, split
+from topograd.engine.data.preprocess import PREPROCESSORS, Pipeline
+from topograd.engine.functional import LOSSES
+from topograd.engine.nn.layers import LAYERS
+from topograd.engine.optim import OPTIMIZERS
+from topograd.engine.optim.schedules import SCHEDULES
+from topograd.engine.train.search import DISTRIBUTIONS
 
 
 class BlameError(Exception):
@@ -243,6 +242,6 @@ def build(spec: Spec, source: Source, seed: int | None = None, optimizer_index: 
             schedule = build_schedule(train.schedule, optimizer)
         return Built(spec, model, data, loss, optimizer, schedule)
     except BlameError as blame:
-        from dsl.ast import NOWHERE
+        from topograd.dsl.ast import NOWHERE
 
         raise DslBuildError(source, [Problem(blame.pos or NOWHERE, blame.message)]) from None

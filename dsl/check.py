@@ -13,11 +13,10 @@ import math
 from pathlib import Path
 
 import numpy as np
-
-from dsl import ast
-from dsl.errors import DslCheckError, Problem, Source
-from dsl.graphs import evaluate_graph
-from dsl.options import (
+from topograd.dsl import ast
+from topograd.dsl.errors import DslCheckError, Problem, Source
+from topograd.dsl.graphs import evaluate_graph
+from topograd.dsl.options import (
     bind,
     expected_kind,
     range_problem,
@@ -26,7 +25,7 @@ from dsl.options import (
     suggest,
     type_problem,
 )
-from dsl.spec import (
+from topograd.dsl.spec import (
     DataSpec,
     Entry,
     GraphSpec,
@@ -37,20 +36,20 @@ from dsl.spec import (
     Spec,
     TrainSpec,
 )
-from dsl.values import FoldError, Ref, Symbol, describe, fold, is_number, name_pos, plain
-from engine import no_grad
-from engine.data.augment import AUGMENTATIONS
-from engine.data.datasets import DATASETS, DataError
-from engine.data.preprocess import PREPROCESSORS
-from engine.functional import LOSSES
-from engine.init import INITIALIZERS
-from engine.nn.layers import LAYERS
-from engine.optim import OPTIMIZERS
-from engine.optim.lr_finder import lr_range_test
-from engine.optim.schedules import SCHEDULES
-from engine.registry import Registry
-from engine.tensor import Tensor
-from engine.train.search import DISTRIBUTIONS
+from topograd.dsl.values import FoldError, Ref, Symbol, describe, fold, is_number, name_pos, plain
+from topograd.engine import no_grad
+from topograd.engine.data.augment import AUGMENTATIONS
+from topograd.engine.data.datasets import DATASETS, DataError
+from topograd.engine.data.preprocess import PREPROCESSORS
+from topograd.engine.functional import LOSSES
+from topograd.engine.init import INITIALIZERS
+from topograd.engine.nn.layers import LAYERS
+from topograd.engine.optim import OPTIMIZERS
+from topograd.engine.optim.lr_finder import lr_range_test
+from topograd.engine.optim.schedules import SCHEDULES
+from topograd.engine.registry import Registry
+from topograd.engine.tensor import Tensor
+from topograd.engine.train.search import DISTRIBUTIONS
 
 # --- what each section accepts ------------------------------------------------------------------
 SECTION_KEYS = {
@@ -344,7 +343,7 @@ class _Checker:
         keeps some components), which only fitting it on the training split tells."""
         from types import SimpleNamespace
 
-        from dsl.build import BlameError, build_data
+        from topograd.dsl.build import BlameError, build_data
 
         try:
             train = build_data(SimpleNamespace(data=spec)).splits.train
@@ -367,7 +366,7 @@ class _Checker:
         return entries
 
     def load(self, entry: Entry):
-        from dsl.datasets import load
+        from topograd.dsl.datasets import load
 
         if entry.name in DATASETS:
             options = signature(DATASETS.get(entry.name)).parameters
@@ -777,7 +776,7 @@ class _Checker:
             if entry is None:
                 continue
             try:
-                from dsl.build import distribution
+                from topograd.dsl.build import distribution
 
                 distribution(entry)
             except (TypeError, ValueError) as error:

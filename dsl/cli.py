@@ -10,9 +10,9 @@ import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from dsl.commands import COMMANDS
-from dsl.commands.common import USAGE
-from dsl.plugins import PluginError, load_installed_plugins, load_plugin
+from topograd.dsl.commands import COMMANDS
+from topograd.dsl.commands.common import USAGE
+from topograd.dsl.plugins import PluginError, load_installed_plugins, load_plugin
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 
@@ -37,7 +37,7 @@ def run_demo(arguments) -> int:
 
 
 def _command(name: str):
-    return importlib.import_module(f"dsl.commands.{MODULES.get(name, name)}")
+    return importlib.import_module(f"topograd.dsl.commands.{MODULES.get(name, name)}")
 
 
 def parser() -> argparse.ArgumentParser:

@@ -3,7 +3,7 @@ every trial; the checker and the builder both need the arrays)."""
 
 from __future__ import annotations
 
-from engine.data.datasets import DATASETS, Dataset, load_dataset
+from topograd.engine.data.datasets import DATASETS, Dataset, load_dataset
 
 _LOADED: dict[tuple, Dataset] = {}
 

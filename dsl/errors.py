@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dsl.ast import Pos
+from topograd.dsl.ast import Pos
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dsl import ast
-from dsl.parser import parse_with_comments
+from topograd.dsl import ast
+from topograd.dsl.parser import parse_with_comments
 
 INDENT = "  "
 WIDTH = 100

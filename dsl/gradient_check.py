@@ -12,10 +12,9 @@ from collections.abc import Container
 from dataclasses import dataclass
 
 import numpy as np
-
-from dsl.inspect import Subject
-from engine import Graph, Tensor
-from engine.gradcheck import LeafCheck, compare_gradients
+from topograd.dsl.inspect import Subject
+from topograd.engine import Graph, Tensor
+from topograd.engine.gradcheck import LeafCheck, compare_gradients
 
 EPS = 1e-6  # the central-difference step
 MAX_COMPONENTS = 20  # a larger leaf is checked on this many random components

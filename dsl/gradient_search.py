@@ -18,11 +18,10 @@ from hypothesis import HealthCheck, Phase, Verbosity, given, reject, settings
 from hypothesis import seed as seeded
 from hypothesis import strategies as st
 from hypothesis.errors import Flaky, HypothesisException, Unsatisfiable
-
-from dsl.build import build_data
-from dsl.gradient_check import LeafResult, Row, compare, on_a_kink
-from dsl.inspect import Subject, network_subject
-from engine.testing import arrays
+from topograd.dsl.build import build_data
+from topograd.dsl.gradient_check import LeafResult, Row, compare, on_a_kink
+from topograd.dsl.inspect import Subject, network_subject
+from topograd.engine.testing import arrays
 
 LOW, HIGH = -3.0, 3.0  # the range of a graph file's drawn values
 SEEDS = st.integers(0, 2**32 - 1)

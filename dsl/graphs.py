@@ -8,11 +8,10 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-
-from dsl import ast
-from dsl.values import FoldError, Ref, Symbol, describe, fold, is_number, name_pos, plain
-from engine import Tensor
-from engine.functional import FUNCTIONS
+from topograd.dsl import ast
+from topograd.dsl.values import FoldError, Ref, Symbol, describe, fold, is_number, name_pos, plain
+from topograd.engine import Tensor
+from topograd.engine.functional import FUNCTIONS
 
 CONSTRUCTORS = ("randn", "rand", "zeros", "ones", "full", "arange")
 """Calls that make a leaf's starting value; the rest are engine functions (FUNCTIONS)."""
@@ -186,7 +185,7 @@ class _Evaluator:
                 return Tensor._const(float(value))
             raise FoldError(expr.pos, f"{expr.name} is {describe(value)}, not a number")
         if expr.name not in FUNCTIONS:
-            from dsl.options import suggest
+            from topograd.dsl.options import suggest
 
             if expr.name in CONSTRUCTORS:
                 raise FoldError(

@@ -16,14 +16,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-
-from dsl.build import build_data, build_graph, build_loss, build_model
-from dsl.commands.common import FAILED, USAGE, fail, load_spec
-from dsl.errors import DslError
-from dsl.spec import Spec
-from engine import Graph, Tensor
-from engine.modes import same_randomness
-from engine.nn.module import Module, Parameter
+from topograd.dsl.build import build_data, build_graph, build_loss, build_model
+from topograd.dsl.commands.common import FAILED, USAGE, fail, load_spec
+from topograd.dsl.errors import DslError
+from topograd.dsl.spec import Spec
+from topograd.engine import Graph, Tensor
+from topograd.engine.modes import same_randomness
+from topograd.engine.nn.module import Module, Parameter
 
 
 @dataclass

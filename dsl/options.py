@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass
 from functools import cache
 
-from dsl.values import Ref, Symbol, describe, is_number, plain
+from topograd.dsl.values import Ref, Symbol, describe, is_number, plain
 
 HIDDEN = frozenset({"rng", "dtype"})
 """Constructor arguments the language sets itself (the run's generator, the network's dtype)."""

@@ -7,9 +7,8 @@ from functools import cache
 
 from lark import Lark, Token, Transformer, Tree, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
-
-from dsl import ast
-from dsl.errors import DslSyntaxError, Problem, Source
+from topograd.dsl import ast
+from topograd.dsl.errors import DslSyntaxError, Problem, Source
 
 # What people call the grammar's terminals, for "expected ..." messages.
 TOKEN_WORDS = {

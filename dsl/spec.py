@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from dsl import ast
+from topograd.dsl import ast
 
 
 @dataclass(frozen=True)

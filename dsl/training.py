@@ -23,12 +23,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-
-from dsl.build import Built, build
-from dsl.errors import DslError, Source
-from dsl.spec import Entry, Spec
-from engine.train.checks import evaluate
-from engine.train.history import EARLY_STOPPING, History
+from topograd.dsl.build import Built, build
+from topograd.dsl.errors import DslError, Source
+from topograd.dsl.spec import Entry, Spec
+from topograd.engine.train.checks import evaluate
+from topograd.engine.train.history import EARLY_STOPPING, History
 
 
 class CommandError(Exception):
@@ -166,7 +165,7 @@ def save_figure(figure, path) -> Path:
 def save_plots(history: History, folder) -> list[Path]:
     """engine.train.plots.save_training_plots into `folder`, each picture moved into place
     whole (they are drawn in a temporary folder beside it)."""
-    from engine.train.plots import save_training_plots
+    from topograd.engine.train.plots import save_training_plots
 
     folder = Path(folder)
     try:

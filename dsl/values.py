@@ -12,7 +12,7 @@ import math
 import operator
 from dataclasses import dataclass, field
 
-from dsl import ast
+from topograd.dsl import ast
 
 LITERALS = {"true": True, "false": False, "none": None, "inf": math.inf}
 

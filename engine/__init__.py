@@ -1,21 +1,21 @@
 """topograd's engine: scalar and tensor autodiff on numpy, layers, and a steppable graph.
 
->>> from engine import Tensor
+>>> from topograd.engine import Tensor
 >>> x = Tensor([1.0, -2.0, 3.0], requires_grad=True)
 >>> (x.relu() * x).sum().backward()
 >>> x.grad.tolist()
 [2.0, 0.0, 6.0]
 """
 
-from engine import conv as _conv  # noqa: F401  (registers conv2d and the pooling ops)
-from engine import functional, init, nn
-from engine import fused as _fused  # noqa: F401  (registers the fused batch norm)
-from engine import primitives as _primitives  # noqa: F401  (registers the primitive ops)
-from engine.custom_ops import OpFunction, define_op, unregister_op
-from engine.executor import topological_order
-from engine.gradcheck import GradcheckResult, gradcheck, relative_error
-from engine.graph import Graph, NodeInfo, StepEvent
-from engine.modes import (
+from topograd.engine import conv as _conv  # noqa: F401  (registers conv2d and the pooling ops)
+from topograd.engine import functional, init, nn
+from topograd.engine import fused as _fused  # noqa: F401  (registers the fused batch norm)
+from topograd.engine import primitives as _primitives  # noqa: F401  (registers the primitive ops)
+from topograd.engine.custom_ops import OpFunction, define_op, unregister_op
+from topograd.engine.executor import topological_order
+from topograd.engine.gradcheck import GradcheckResult, gradcheck, relative_error
+from topograd.engine.graph import Graph, NodeInfo, StepEvent
+from topograd.engine.modes import (
     AnomalyError,
     default_rng,
     detect_anomaly,
@@ -24,9 +24,9 @@ from engine.modes import (
     manual_seed,
     no_grad,
 )
-from engine.ops import OPS, Op, register_op, unbroadcast
-from engine.stepper import Stepper
-from engine.tensor import Tensor, apply
+from topograd.engine.ops import OPS, Op, register_op, unbroadcast
+from topograd.engine.stepper import Stepper
+from topograd.engine.tensor import Tensor, apply
 
 __all__ = [
     "OPS",

@@ -12,7 +12,7 @@ kernel larger than the padded input). PyTorch instead floors the quotient and si
 the last rows and columns; reshape or pad the input to get its result.
 
 >>> import numpy as np
->>> from engine import Tensor, functional as F
+>>> from topograd.engine import Tensor, functional as F
 >>> x = Tensor(np.arange(16.0).reshape(1, 1, 4, 4), requires_grad=True)
 >>> w = Tensor(np.ones((2, 1, 3, 3)), requires_grad=True)
 >>> out = F.max_pool2d(F.conv2d(x, w, padding=1), 2)
@@ -29,9 +29,8 @@ from itertools import product
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
-
-from engine.ops import OPS, Op, register_op
-from engine.tensor import Tensor, apply
+from topograd.engine.ops import OPS, Op, register_op
+from topograd.engine.tensor import Tensor, apply
 
 
 # --- geometry -------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Custom ops: a user's own primitive, its forward beside its VJP, registered under a name.
 
 >>> import numpy as np
->>> from engine import Tensor, define_op, unregister_op
+>>> from topograd.engine import Tensor, define_op, unregister_op
 >>> def cube(x):
 ...     return x**3
 >>> def cube_vjp(g, out, x):
@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import inspect
 
-from engine.functional import FUNCTIONS
-from engine.nn.layers import LAYERS
-from engine.nn.module import Module
-from engine.ops import OPS, Op, register_op
-from engine.tensor import Tensor, apply
+from topograd.engine.functional import FUNCTIONS
+from topograd.engine.nn.layers import LAYERS
+from topograd.engine.nn.module import Module
+from topograd.engine.ops import OPS, Op, register_op
+from topograd.engine.tensor import Tensor, apply
 
 CUSTOM: dict[str, OpFunction] = {}
 """The ops made by `define_op`, by name (only these can be unregistered)."""

@@ -12,9 +12,8 @@ from collections import deque
 from operator import attrgetter
 
 import numpy as np
-
-from engine.modes import STATE, AnomalyError
-from engine.ops import unbroadcast
+from topograd.engine.modes import STATE, AnomalyError
+from topograd.engine.ops import unbroadcast
 
 
 def evaluate(op, inputs, attrs):

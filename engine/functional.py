@@ -8,16 +8,15 @@ here); the norms, dropout and every loss here are compositions.
 from __future__ import annotations
 
 import numpy as np
-
-from engine.averages import ewma_update_
-from engine.conv import avg_pool2d as avg_pool2d
-from engine.conv import conv2d as conv2d
-from engine.conv import flatten as flatten
-from engine.conv import max_pool2d as max_pool2d
-from engine.modes import resolve_rng
-from engine.ops import OPS
-from engine.registry import Registry
-from engine.tensor import Tensor, apply
+from topograd.engine.averages import ewma_update_
+from topograd.engine.conv import avg_pool2d as avg_pool2d
+from topograd.engine.conv import conv2d as conv2d
+from topograd.engine.conv import flatten as flatten
+from topograd.engine.conv import max_pool2d as max_pool2d
+from topograd.engine.modes import resolve_rng
+from topograd.engine.ops import OPS
+from topograd.engine.registry import Registry
+from topograd.engine.tensor import Tensor, apply
 
 
 def _tensor(x) -> Tensor:
@@ -389,3 +388,31 @@ for _name, _function in (
     FUNCTIONS.register(_name)(_function)
 for _name, _loss in LOSSES.items():
     FUNCTIONS.register(_name)(_loss)
+
+__all__ = [
+    "FUNCTIONS",
+    "LOSSES",
+    "avg_pool2d",
+    "batch_norm",
+    "binary_cross_entropy_with_logits",
+    "class_labels",
+    "concat",
+    "conv2d",
+    "cross_entropy",
+    "dropout",
+    "elu",
+    "flatten",
+    "group_norm",
+    "hinge_loss",
+    "layer_norm",
+    "leaky_relu",
+    "log_softmax",
+    "max_pool2d",
+    "maximum",
+    "mse_loss",
+    "relu",
+    "sigmoid",
+    "softmax",
+    "softplus",
+    "tanh",
+]

@@ -8,8 +8,7 @@ for speed. tests/engine/test_batchnorm.py proves the two equal.
 from __future__ import annotations
 
 import numpy as np
-
-from engine.ops import Op, register_op
+from topograd.engine.ops import Op, register_op
 
 
 def _batch_norm_train(x, gamma, beta, eps=1e-5):

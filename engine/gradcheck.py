@@ -11,10 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-
-from engine.executor import topological_order
-from engine.modes import no_grad
-from engine.tensor import Tensor
+from topograd.engine.executor import topological_order
+from topograd.engine.modes import no_grad
+from topograd.engine.tensor import Tensor
 
 FLOAT64_EPS = float(np.finfo(np.float64).eps)
 # NOTE: the noise floor. A central difference of f = sum(w * out) is exact only to about

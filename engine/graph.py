@@ -14,9 +14,8 @@ from dataclasses import dataclass
 
 import networkx as nx
 import numpy as np
-
-from engine.executor import evaluate, iter_backward, topological_order
-from engine.tensor import Tensor, unit_gradient
+from topograd.engine.executor import evaluate, iter_backward, topological_order
+from topograd.engine.tensor import Tensor, unit_gradient
 
 
 @dataclass(frozen=True)
@@ -62,7 +61,7 @@ def leaf_role(node: Tensor) -> str:
 class Graph:
     """The nodes reachable from `outputs`, inputs before users.
 
-    >>> from engine import Tensor
+    >>> from topograd.engine import Tensor
     >>> x = Tensor(2.0, requires_grad=True, name="x")
     >>> g = Graph(x * x + x)
     >>> [e.phase for e in g.steps()]

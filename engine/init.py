@@ -7,9 +7,8 @@ seed, or None for the engine's shared generator (see `engine.manual_seed`).
 from __future__ import annotations
 
 import numpy as np
-
-from engine.modes import resolve_rng
-from engine.registry import Registry
+from topograd.engine.modes import resolve_rng
+from topograd.engine.registry import Registry
 
 
 def _fan_in(shape) -> int:
@@ -69,3 +68,6 @@ def get(init):
         known = ", ".join(INITIALIZERS.names())
         raise ValueError(f"unknown initializer {init!r}; known: {known}")
     return INITIALIZERS.get(init)
+
+
+__all__ = ["INITIALIZERS", "get", "he", "ones", "small_random", "uniform", "xavier", "zeros"]

@@ -8,8 +8,7 @@ back in the broadcast shape of the output: the executor sums it back to the inpu
 from __future__ import annotations
 
 import numpy as np
-
-from engine.ops import Op, register_op, unbroadcast
+from topograd.engine.ops import Op, register_op, unbroadcast
 
 
 def _op(name, forward, vjp, arity, formula, vjp_formula, **options):

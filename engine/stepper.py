@@ -11,7 +11,7 @@ instead of recomputing (the forward pass is deterministic: dropout masks are par
 captured graph), so the values shown after a step back and forth are the ones the executor
 computed.
 
->>> from engine import Tensor, Graph
+>>> from topograd.engine import Tensor, Graph
 >>> x = Tensor(3.0, requires_grad=True, name="x")
 >>> stepper = Stepper(Graph(x * x + x))
 >>> [stepper.step().phase for _ in range(5)], stepper.step(), stepper.finished
@@ -25,10 +25,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import numpy as np
-
-from engine.executor import vjp_of
-from engine.graph import Graph, StepEvent
-from engine.ops import unbroadcast
+from topograd.engine.executor import vjp_of
+from topograd.engine.graph import Graph, StepEvent
+from topograd.engine.ops import unbroadcast
 
 FORWARD, BACKWARD = "forward", "backward"
 

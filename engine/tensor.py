@@ -12,10 +12,9 @@ import itertools
 from types import MappingProxyType
 
 import numpy as np
-
-from engine.executor import describe, evaluate, run_backward
-from engine.modes import STATE, AnomalyError
-from engine.ops import OPS
+from topograd.engine.executor import describe, evaluate, run_backward
+from topograd.engine.modes import STATE, AnomalyError
+from topograd.engine.ops import OPS
 
 _F64 = np.dtype(np.float64)
 _FLOAT_DTYPES = (_F64, np.dtype(np.float32))

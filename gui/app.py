@@ -12,9 +12,8 @@ from pathlib import Path
 
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
-
-from dsl.training import CommandError, write_atomically
-from gui.window import MainWindow
+from topograd.dsl.training import CommandError, write_atomically
+from topograd.gui.window import MainWindow
 
 
 def main(path=None, steps: int = 0, screenshot=None, size=(1500, 920), collapse=None) -> int:

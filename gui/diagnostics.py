@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dsl import DslError, Source, Spec, check, parse
-from dsl.errors import Problem
+from topograd.dsl import DslError, Source, Spec, check, parse
+from topograd.dsl.errors import Problem
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,7 @@ import os
 from pathlib import Path
 
 from PySide6.QtCore import QFileSystemWatcher, QObject, QSettings, QTimer, Signal
-
-from dsl.training import replace_atomically
+from topograd.dsl.training import replace_atomically
 
 UNTITLED = "untitled.tg"
 BOM = b"\xef\xbb\xbf"

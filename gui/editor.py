@@ -16,10 +16,9 @@ from PySide6.QtGui import (
     QTextFormat,
 )
 from PySide6.QtWidgets import QPlainTextEdit, QTextEdit, QToolTip, QWidget
-
-from dsl.errors import Problem
-from gui.diagnostics import Diagnosis, describe, diagnose, qt_offset
-from gui.highlight import ModelHighlighter
+from topograd.dsl.errors import Problem
+from topograd.gui.diagnostics import Diagnosis, describe, diagnose, qt_offset
+from topograd.gui.highlight import ModelHighlighter
 
 INDENT = "  "  # the samples indent blocks by two spaces
 CURRENT_LINE = QColor("#fff8dc")

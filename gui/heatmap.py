@@ -10,8 +10,7 @@ from itertools import pairwise
 from PySide6.QtCore import QRect, QRectF, QSize, Qt
 from PySide6.QtGui import QColor, QImage, QPainter, QPalette, qRgb
 from PySide6.QtWidgets import QWidget
-
-from gui.values import HEAT_ZERO, ValueView, format_number
+from topograd.gui.values import HEAT_ZERO, ValueView, format_number
 
 # Colour anchors (index, (r, g, b)) between which the 256 colours are interpolated.
 DIVERGING = ((0, (33, 102, 172)), (HEAT_ZERO, (247, 247, 247)), (255, (178, 24, 43)))

@@ -8,10 +8,9 @@ from functools import cache
 
 from lark.lexer import PatternStr
 from PySide6.QtGui import QColor, QFont, QSyntaxHighlighter, QTextCharFormat, QTextDocument
-
-from dsl.parser import terminals as grammar_terminals
-from dsl.values import LITERALS
-from gui.diagnostics import qt_offset
+from topograd.dsl.parser import terminals as grammar_terminals
+from topograd.dsl.values import LITERALS
+from topograd.gui.diagnostics import qt_offset
 
 PATTERN_TERMINALS = ("COMMENT", "STRING", "NUMBER", "NAME")
 """The grammar's regular-expression terminals that get a colour, tried in this order."""

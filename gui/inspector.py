@@ -20,11 +20,10 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
-
-from engine.graph import shape_text
-from gui.heatmap import HeatmapWidget, HistogramWidget
-from gui.model import NodeView
-from gui.values import ValueView, format_number, row_label
+from topograd.engine.graph import shape_text
+from topograd.gui.heatmap import HeatmapWidget, HistogramWidget
+from topograd.gui.model import NodeView
+from topograd.gui.values import ValueView, format_number, row_label
 
 DIGITS = 6  # significant digits of the numbers the inspector shows (graph boxes show 4)
 VALUE_ROLE = Qt.ItemDataRole.UserRole  # a table cell's exact float

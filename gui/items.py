@@ -24,8 +24,7 @@ from PySide6.QtGui import (
     QStaticText,
 )
 from PySide6.QtWidgets import QGraphicsItem, QStyleOptionGraphicsItem
-
-from gui.model import GroupView, NodeView
+from topograd.gui.model import GroupView, NodeView
 
 STATES = ("pending", "forward", "backward")
 GROUP_STATES = ("pending", "partial", "forward", "backward")

@@ -20,8 +20,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from dsl.training import replace_atomically
-from gui.model import GraphView
+from topograd.dsl.training import replace_atomically
+from topograd.gui.model import GraphView
 
 Box = tuple[float, float, float, float]  # x, y (top-left, y grows downwards), width, height
 Point = tuple[float, float]
@@ -161,7 +161,10 @@ def compute_layout(
     >>> layout.engine, layout.nodes["x"][0] < layout.nodes["y"][0]
     ('layered', True)
     """
-    from gui import layout_dot, layout_layered  # they build Layouts, so they import this module
+    from topograd.gui import (  # they build Layouts, so they import this module
+        layout_dot,
+        layout_layered,
+    )
 
     start = time.perf_counter()
     dot = shutil.which("dot") if use_dot else None

@@ -12,7 +12,7 @@ import json
 import re
 import subprocess
 
-from gui.layout import Layout, LayoutInput
+from topograd.gui.layout import Layout, LayoutInput
 
 POINTS_PER_INCH = 72.0
 BIG_GRAPH = 500  # boxes from which dot is told to spend less effort (x positions, crossings)

@@ -16,7 +16,7 @@ import heapq
 from dataclasses import dataclass
 from itertools import pairwise
 
-from gui.layout import LINE_HEIGHT, PADDING_X, Layout, LayoutInput, text_width
+from topograd.gui.layout import LINE_HEIGHT, PADDING_X, Layout, LayoutInput, text_width
 
 RANK_GAP = 48.0  # between layers, where edges bend
 PORT_GAP = 20.0  # between a frame's port and its first or last layer

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from engine import Graph
-from engine.graph import shape_text
+from topograd.engine import Graph
+from topograd.engine.graph import shape_text
 
 GROUP_PREFIX = "g:"
 

@@ -8,8 +8,8 @@ stepper's state, after the picture was rebuilt (a group collapsed or expanded).
 
 from __future__ import annotations
 
-from engine import StepEvent
-from gui.session import Session
+from topograd.engine import StepEvent
+from topograd.gui.session import Session
 
 
 class StepPresenter:

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QListWidget, QListWidgetItem, QWidget
-
-from dsl.errors import Problem
-from gui.diagnostics import describe
+from topograd.dsl.errors import Problem
+from topograd.gui.diagnostics import describe
 
 PLACE = Qt.ItemDataRole.UserRole  # a row's (line, column)
 NO_PROBLEMS = "No problems"

@@ -16,9 +16,8 @@ from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QRectF, QSize, Qt, Si
 from PySide6.QtGui import QImage, QPainter
 from PySide6.QtSvg import QSvgGenerator
 from PySide6.QtWidgets import QGraphicsScene, QMenu
-
-from dsl.training import write_atomically
-from gui.items import (
+from topograd.dsl.training import write_atomically
+from topograd.gui.items import (
     LABEL_LOD_BIG_GRAPH,
     STATES,
     BoxItem,
@@ -27,8 +26,8 @@ from gui.items import (
     NodeItem,
     summed_state,
 )
-from gui.layout import EdgeKey, Layout
-from gui.model import GROUP_PREFIX, GraphView
+from topograd.gui.layout import EdgeKey, Layout
+from topograd.gui.model import GROUP_PREFIX, GraphView
 
 BIG_GRAPH_EDGES = 1500  # above this many edges, edge labels wait until the view zooms in
 SCENE_MARGIN = 40.0

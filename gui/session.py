@@ -13,14 +13,13 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-
-from dsl.build import Built, build
-from dsl.errors import Source
-from dsl.inspect import Subject, graph_subject, network_subject
-from dsl.spec import Spec
-from engine import Graph, StepEvent, Stepper
-from gui.model import GraphView
-from gui.values import ValueView, format_number
+from topograd.dsl.build import Built, build
+from topograd.dsl.errors import Source
+from topograd.dsl.inspect import Subject, graph_subject, network_subject
+from topograd.dsl.spec import Spec
+from topograd.engine import Graph, StepEvent, Stepper
+from topograd.gui.model import GraphView
+from topograd.gui.values import ValueView, format_number
 
 # Edge widths show the gradient's root mean square on a log scale over these decades.
 GRADIENT_DECADES = (-6.0, 2.0)

@@ -9,8 +9,7 @@ breakpoint or at the end.
 from __future__ import annotations
 
 from PySide6.QtCore import QObject, QTimer, Signal
-
-from gui.session import Session
+from topograd.gui.session import Session
 
 MIN_SPEED, MAX_SPEED = 1, 200  # steps per second while playing
 

@@ -35,11 +35,10 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
-
-from dsl.build import Built
-from dsl.training import fit_arguments
-from engine.train.fit import fit
-from engine.train.history import INTERRUPTED, History
+from topograd.dsl.build import Built
+from topograd.dsl.training import fit_arguments
+from topograd.engine.train.fit import fit
+from topograd.engine.train.history import INTERRUPTED, History
 
 REPORT_INTERVAL = 0.05  # seconds between progress reports from the worker
 REDRAW_MS = 400  # the plots redraw at most this often while training (a draw takes ~0.1 s)

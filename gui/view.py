@@ -16,8 +16,7 @@ from PySide6.QtWidgets import (
     QToolButton,
     QWidget,
 )
-
-from gui.scene import GraphScene
+from topograd.gui.scene import GraphScene
 
 MIN_ZOOM = 0.02
 MAX_ZOOM = 8.0

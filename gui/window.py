@@ -21,23 +21,22 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
-
-from dsl import DslError, parse
-from dsl.errors import Source
-from gui.actions import FILE, STEPPING, VIEW, Actions
-from gui.diagnostics import Diagnosis
-from gui.documents import Document, RecentFiles
-from gui.editor import CodeEditor, DebouncedChecker
-from gui.inspector import Inspector
-from gui.layout import cached_layout, visible_input
-from gui.model import GROUP_PREFIX
-from gui.presenter import StepPresenter
-from gui.problems import ProblemsList
-from gui.scene import GraphScene
-from gui.session import Session
-from gui.stepping import MAX_SPEED, MIN_SPEED, StepController
-from gui.training import TrainingPanel
-from gui.view import GraphCanvas, SearchBar
+from topograd.dsl import DslError, parse
+from topograd.dsl.errors import Source
+from topograd.gui.actions import FILE, STEPPING, VIEW, Actions
+from topograd.gui.diagnostics import Diagnosis
+from topograd.gui.documents import Document, RecentFiles
+from topograd.gui.editor import CodeEditor, DebouncedChecker
+from topograd.gui.inspector import Inspector
+from topograd.gui.layout import cached_layout, visible_input
+from topograd.gui.model import GROUP_PREFIX
+from topograd.gui.presenter import StepPresenter
+from topograd.gui.problems import ProblemsList
+from topograd.gui.scene import GraphScene
+from topograd.gui.session import Session
+from topograd.gui.stepping import MAX_SPEED, MIN_SPEED, StepController
+from topograd.gui.training import TrainingPanel
+from topograd.gui.view import GraphCanvas, SearchBar
 
 # Graphs bigger than this open with their layers collapsed (expand them one by one).
 COLLAPSE_ABOVE = 400

@@ -69,16 +69,21 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
+from topograd.engine.train.ensemble import accuracy, predict_proba
 
-from engine import manual_seed, nn
-from engine.data.augment import RandomCrop, average_predictions, test_time_views
-from engine.data.datasets import Dataset, Splits, load_digits, split
-from engine.optim import Adam
-from engine.optim.schedules import CosineAnnealingLR
-from engine.train.checks import evaluate
-from engine.train.ensemble import accuracy, predict_proba
-from engine.train.fit import fit
-from engine.train.history import History
+from topograd import manual_seed, nn
+from topograd.data import (
+    Dataset,
+    RandomCrop,
+    Splits,
+    average_predictions,
+    load_digits,
+    split,
+    test_time_views,
+)
+from topograd.optim import Adam
+from topograd.optim.schedules import CosineAnnealingLR
+from topograd.train import History, evaluate, fit
 
 IMAGE_SHAPE = (1, 8, 8)
 CHANNELS = (16, 32)

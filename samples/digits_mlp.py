@@ -40,13 +40,10 @@ import sys
 import time
 from typing import NamedTuple
 
-from engine import manual_seed, nn
-from engine.data.datasets import Splits, load_digits, split
-from engine.data.preprocess import Standardize
-from engine.optim import Adam
-from engine.train.checks import evaluate, sanity_check
-from engine.train.fit import fit
-from engine.train.history import History
+from topograd import manual_seed, nn
+from topograd.data import Splits, Standardize, load_digits, split
+from topograd.optim import Adam
+from topograd.train import History, evaluate, fit, sanity_check
 
 SIZES = (64, 256, 256, 10)
 EPOCHS, BATCH_SIZE, LR, DROPOUT = 30, 64, 1e-3, 0.2
@@ -144,7 +141,7 @@ def main(argv=None) -> int:
         f"{result.test_loss:.4f}"
     )
     if args.plots:
-        from engine.train.plots import plot_activation_histograms, save_training_plots
+        from topograd.engine.train.plots import plot_activation_histograms, save_training_plots
 
         paths = save_training_plots(result.history, args.plots)
         paths.append(

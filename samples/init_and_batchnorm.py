@@ -41,10 +41,11 @@ import sys
 from pathlib import Path
 from typing import NamedTuple
 
-from engine import manual_seed
-from engine.optim import SGD
-from engine.train.checks import activation_statistics, evaluate
-from engine.train.fit import fit
+from topograd.engine.train.checks import activation_statistics, evaluate
+
+from topograd import manual_seed
+from topograd.optim import SGD
+from topograd.train import fit
 
 DIGITS = runpy.run_path(str(Path(__file__).with_name("digits_mlp.py")))
 

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from engine import Graph, Tensor, manual_seed, nn, no_grad
-from engine import functional as F
-from engine.optim import SGD
-from engine.optim.schedules import CosineAnnealingLR
+from topograd import Graph, Tensor, manual_seed, nn, no_grad
+from topograd import functional as F
+from topograd.optim import SGD
+from topograd.optim.schedules import CosineAnnealingLR
 
 
 def two_moons(n, noise, rng):

@@ -23,10 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from engine import Tensor
-from engine.optim.adam import Adam
-from engine.optim.adaptive import RMSprop
-from engine.optim.sgd import SGD
+from topograd import Tensor
+from topograd.optim import SGD, Adam, RMSprop
 
 TOL = 1e-6
 

@@ -59,17 +59,16 @@ import math
 import time
 
 import numpy as np
-
-from engine import manual_seed, nn
-from engine.data.datasets import Splits, load_digits, split
-from engine.data.preprocess import Standardize
-from engine.optim import SGD
-from engine.train.ensemble import (
+from topograd.engine.train.ensemble import (
     accuracy,
     ensemble_proba,
     snapshot_ensemble,
     train_single,
 )
+
+from topograd import manual_seed, nn
+from topograd.data import Splits, Standardize, load_digits, split
+from topograd.optim import SGD
 
 HIDDEN, LR, MOMENTUM, BATCH_SIZE = 64, 0.2, 0.9, 32
 CYCLES, EPOCHS_PER_CYCLE = 5, 20

@@ -7,11 +7,10 @@ from __future__ import annotations
 import sys
 
 import numpy as np
-
-from dsl.commands.common import FAILED, OK, fail
-from dsl.gradient_check import EPS, MAX_COMPONENTS, Row, compare
-from dsl.inspect import Subject, open_subject
-from engine.graph import shape_text
+from topograd.dsl.commands.common import FAILED, OK, fail
+from topograd.dsl.gradient_check import EPS, MAX_COMPONENTS, Row, compare
+from topograd.dsl.inspect import Subject, open_subject
+from topograd.engine.graph import shape_text
 
 ERRORS = (ValueError, TypeError, IndexError, FloatingPointError)  # the model refusing to run
 
@@ -94,7 +93,7 @@ def _run_examples(args) -> int:
     if args.examples < 1:
         return fail(f"--examples must be >= 1, got {args.examples}")
     try:
-        from dsl import gradient_search
+        from topograd.dsl import gradient_search
     except ModuleNotFoundError as error:
         if not (error.name or "").startswith("hypothesis"):
             raise

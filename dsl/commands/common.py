@@ -5,8 +5,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from dsl import DslError, Source, load, read_source
-from dsl.spec import Spec
+from topograd.dsl import DslError, Source, load, read_source
+from topograd.dsl.spec import Spec
 
 OK, FAILED, USAGE = 0, 1, 2
 

@@ -7,11 +7,11 @@ file, is refused with the reason and nothing is evaluated.
 
 from __future__ import annotations
 
-from dsl.commands.common import OK, USAGE, fail, load_spec
-from dsl.training import CommandError, build_or_report, number, table, write_json
-from engine import functional as F
-from engine.train.checkpoint import CheckpointError, load_checkpoint
-from engine.train.checks import evaluate
+from topograd.dsl.commands.common import OK, USAGE, fail, load_spec
+from topograd.dsl.training import CommandError, build_or_report, number, table, write_json
+from topograd.engine import functional as F
+from topograd.engine.train.checkpoint import CheckpointError, load_checkpoint
+from topograd.engine.train.checks import evaluate
 
 SPLITS = ("test", "val", "train")
 

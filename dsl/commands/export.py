@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dsl.commands.common import OK, USAGE, fail, load_spec
-from dsl.training import CommandError, build_or_report, positive_int, with_settings
+from topograd.dsl.commands.common import OK, USAGE, fail, load_spec
+from topograd.dsl.training import CommandError, build_or_report, positive_int, with_settings
 
 
 def add_parser(subparsers) -> None:
@@ -37,8 +37,8 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
-    from dsl.torch_backend import UnsupportedError
-    from dsl.torch_backend.export import export, write_export
+    from topograd.dsl.torch_backend import UnsupportedError
+    from topograd.dsl.torch_backend.export import export, write_export
 
     script = Path(args.output) if args.output else Path(Path(args.file).stem + ".py")
     data = script.with_suffix(".npz")

@@ -11,9 +11,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from dsl.commands.common import FAILED, OK, USAGE, fail, source_of
-from dsl.errors import DslError
-from dsl.fmt import format_source
+from topograd.dsl.commands.common import FAILED, OK, USAGE, fail, source_of
+from topograd.dsl.errors import DslError
+from topograd.dsl.fmt import format_source
 
 
 def add_parser(subparsers) -> None:

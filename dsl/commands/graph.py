@@ -8,11 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from dsl.commands.common import FAILED, OK, fail
-from dsl.inspect import open_subject
-from dsl.training import replace_atomically
-from engine import Graph
-from engine.graph import shape_text
+from topograd.dsl.commands.common import FAILED, OK, fail
+from topograd.dsl.inspect import open_subject
+from topograd.dsl.training import replace_atomically
+from topograd.engine import Graph
+from topograd.engine.graph import shape_text
 
 FORMATS = {".dot": None, ".svg": "svg", ".png": "png"}  # suffix -> dot's -T format
 LARGE = 1000  # boxes beyond which dot's layout takes long enough to warn about

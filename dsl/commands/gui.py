@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import importlib
 
-from dsl.commands.common import OK, fail, source_of
-from dsl.training import positive_int
+from topograd.dsl.commands.common import OK, fail, source_of
+from topograd.dsl.training import positive_int
 
 NO_QT = (
     "the desktop window needs PySide6: pip install 'topograd[gui]' "
@@ -55,7 +55,7 @@ def run(args) -> int:
     if args.file is not None and source_of(args.file) is None:
         return 2
     try:
-        app = importlib.import_module("gui.app")
+        app = importlib.import_module("topograd.gui.app")
     except ImportError as error:
         if error.name is None or not error.name.startswith("PySide6"):
             raise  # something else is missing: show what

@@ -25,10 +25,9 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-
-from dsl.build import build_graph
-from dsl.commands.common import FAILED, OK, USAGE, fail, load_spec
-from dsl.training import (
+from topograd.dsl.build import build_graph
+from topograd.dsl.commands.common import FAILED, OK, USAGE, fail, load_spec
+from topograd.dsl.training import (
     CommandError,
     build_or_report,
     cannot_write,
@@ -48,20 +47,20 @@ from dsl.training import (
     write_atomically,
     write_json,
 )
-from engine import Tensor
-from engine.data.datasets import batches
-from engine.graph import Graph
-from engine.optim.lr_finder import lr_range_test
-from engine.train.checkpoint import CheckpointError, save_checkpoint
-from engine.train.checks import InitialLossWarning
-from engine.train.ensemble import (
+from topograd.engine import Tensor
+from topograd.engine.data.datasets import batches
+from topograd.engine.graph import Graph
+from topograd.engine.optim.lr_finder import lr_range_test
+from topograd.engine.train.checkpoint import CheckpointError, save_checkpoint
+from topograd.engine.train.checks import InitialLossWarning
+from topograd.engine.train.ensemble import (
     EnsembleResult,
     accuracy,
     predict_proba,
     snapshot_ensemble,
 )
-from engine.train.fit import best_path, fit
-from engine.train.history import History
+from topograd.engine.train.fit import best_path, fit
+from topograd.engine.train.history import History
 
 
 def add_parser(subparsers) -> None:
@@ -104,7 +103,7 @@ def run(args) -> int:
     if spec is None:
         return USAGE
     if args.backend == "torch":
-        from dsl.torch_backend import TorchMissingError, require_torch
+        from topograd.dsl.torch_backend import TorchMissingError, require_torch
 
         try:
             require_torch()
@@ -174,8 +173,8 @@ def _fit(built, args, optimizer_index: int = 0, **options) -> tuple[History, flo
 
 
 def _torch_fit(built, args, optimizer_index: int, **options) -> History:
-    from dsl.torch_backend import UnsupportedError
-    from dsl.torch_backend.fit import torch_fit
+    from topograd.dsl.torch_backend import UnsupportedError
+    from topograd.dsl.torch_backend.fit import torch_fit
 
     device, nproc = args.device or "cpu", args.nproc or 1
     try:

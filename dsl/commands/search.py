@@ -12,14 +12,12 @@ from __future__ import annotations
 import math
 import sys
 
-from tqdm import tqdm
-
-from dsl.build import build, distribution
-from dsl.check import check
-from dsl.commands.common import FAILED, OK, USAGE, fail, source_of
-from dsl.errors import DslError
-from dsl.parser import parse
-from dsl.training import (
+from topograd.dsl.build import build, distribution
+from topograd.dsl.check import check
+from topograd.dsl.commands.common import FAILED, OK, USAGE, fail, source_of
+from topograd.dsl.errors import DslError
+from topograd.dsl.parser import parse
+from topograd.dsl.training import (
     CommandError,
     fit_arguments,
     output_folder,
@@ -27,8 +25,9 @@ from dsl.training import (
     report,
     write_atomically,
 )
-from engine.train.fit import fit
-from engine.train.search import TrialResult, coarse_to_fine, random_search
+from topograd.engine.train.fit import fit
+from topograd.engine.train.search import TrialResult, coarse_to_fine, random_search
+from tqdm import tqdm
 
 INVALID = "invalid"
 ERROR = "error"

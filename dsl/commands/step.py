@@ -7,11 +7,10 @@ from __future__ import annotations
 import sys
 
 import numpy as np
-
-from dsl.commands.common import OK
-from dsl.inspect import open_subject
-from engine import Graph, StepEvent
-from engine.graph import shape_text
+from topograd.dsl.commands.common import OK
+from topograd.dsl.inspect import open_subject
+from topograd.engine import Graph, StepEvent
+from topograd.engine.graph import shape_text
 
 PHASES = ("forward", "backward", "both")
 

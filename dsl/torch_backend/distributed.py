@@ -40,13 +40,13 @@ import sys
 import tempfile
 from pathlib import Path
 
-from dsl.build import build
-from dsl.errors import Source
-from dsl.torch_backend import require_torch
-from dsl.torch_backend.fit import TorchRun, torch_device
-from engine.train.checkpoint import load_checkpoint, save_checkpoint
-from engine.train.fit import fit
-from engine.train.history import History
+from topograd.dsl.build import build
+from topograd.dsl.errors import Source
+from topograd.dsl.torch_backend import require_torch
+from topograd.dsl.torch_backend.fit import TorchRun, torch_device
+from topograd.engine.train.checkpoint import load_checkpoint, save_checkpoint
+from topograd.engine.train.fit import fit
+from topograd.engine.train.history import History
 
 torch = require_torch()
 dist = torch.distributed

@@ -22,8 +22,8 @@ option torch lacks) raises UnsupportedError naming it and where it is, before an
 written. A file that is more than one training run (a comparison of optimizers, an
 ensemble, a range test) is a CommandError.
 
->>> from dsl import load, read_source
->>> from dsl.build import build
+>>> from topograd.dsl import load, read_source
+>>> from topograd.dsl.build import build
 >>> source = read_source("samples/digits.tg")
 >>> exported = export(build(load(source), source), "digits.npz")
 >>> "class DigitsMlp(nn.Sequential):" in exported.script, sorted(exported.arrays)[:2]
@@ -39,18 +39,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-
-from dsl.build import Built
-from dsl.spec import Entry, LayerSpec
-from dsl.torch_backend import UnsupportedError
-from dsl.torch_backend.counterparts import OPTIMIZER_TABLE, TORCH_LACKS
-from dsl.training import CommandError, write_atomically
-from engine import Tensor, nn
-from engine.custom_ops import CUSTOM
-from engine.nn.conv import AvgPool2d, Conv2d, Flatten, InstanceNorm2d, MaxPool2d, Unflatten
-from engine.nn.norm import GroupNorm, LayerNorm
-from engine.nn.scalar import ScalarLinear
-from engine.optim import OPTIMIZERS
+from topograd.dsl.build import Built
+from topograd.dsl.spec import Entry, LayerSpec
+from topograd.dsl.torch_backend import UnsupportedError
+from topograd.dsl.torch_backend.counterparts import OPTIMIZER_TABLE, TORCH_LACKS
+from topograd.dsl.training import CommandError, write_atomically
+from topograd.engine import Tensor, nn
+from topograd.engine.custom_ops import CUSTOM
+from topograd.engine.nn.conv import AvgPool2d, Conv2d, Flatten, InstanceNorm2d, MaxPool2d, Unflatten
+from topograd.engine.nn.norm import GroupNorm, LayerNorm
+from topograd.engine.nn.scalar import ScalarLinear
+from topograd.engine.optim import OPTIMIZERS
 
 # Attributes of torch's nn.Sequential: a layer label with one of these names gets `_layer`
 # appended, or it would hide the method (a layer labelled `train` would break model.train()).
@@ -967,7 +966,7 @@ def _differs(value, default) -> bool:
 
 def _schedule_options(entry: Entry) -> dict:
     """The schedule's options with the engine's defaults filled in."""
-    from engine.optim.schedules import SCHEDULES
+    from topograd.engine.optim.schedules import SCHEDULES
 
     parameters = inspect.signature(SCHEDULES.get(entry.name)).parameters
     options = {

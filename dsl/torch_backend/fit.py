@@ -28,35 +28,34 @@ import functools
 import math
 
 import numpy as np
-
-from dsl.torch_backend import require_torch
-from dsl.torch_backend.losses import to_torch_loss
-from dsl.torch_backend.modules import (
+from topograd.dsl.torch_backend import require_torch
+from topograd.dsl.torch_backend.losses import to_torch_loss
+from topograd.dsl.torch_backend.modules import (
     copy_weights_to_engine,
     copy_weights_to_torch,
     to_torch_module,
     torch_parameters,
     transposed_parameters,
 )
-from dsl.torch_backend.optim import (
+from topograd.dsl.torch_backend.optim import (
     copy_optimizer_state_to_engine,
     copy_optimizer_state_to_torch,
     to_torch_optimizer,
 )
-from dsl.torch_backend.schedules import (
+from topograd.dsl.torch_backend.schedules import (
     copy_schedule_state_to_engine,
     copy_schedule_state_to_torch,
     to_torch_schedule,
 )
-from engine.tensor import Tensor
-from engine.train.checks import (
+from topograd.engine.tensor import Tensor
+from topograd.engine.train.checks import (
     NonFiniteReport,
     count_correct,
     locate_nonfinite,
     locate_nonfinite_gradient,
 )
-from engine.train.fit import Run, fit
-from engine.train.history import History
+from topograd.engine.train.fit import Run, fit
+from topograd.engine.train.history import History
 
 torch = require_torch()
 
@@ -75,7 +74,7 @@ def torch_fit(
     ValueError for a bad option.
     """
     if nproc != 1:
-        from dsl.torch_backend.distributed import distributed_fit
+        from topograd.dsl.torch_backend.distributed import distributed_fit
 
         return distributed_fit(
             built,

@@ -8,11 +8,10 @@ and converted here, in the outputs' dtype and device.
 from __future__ import annotations
 
 import numpy as np
-
-from dsl.build import decayed_parameters
-from dsl.torch_backend import require_torch
-from dsl.torch_backend.modules import torch_parameters
-from engine.functional import class_labels
+from topograd.dsl.build import decayed_parameters
+from topograd.dsl.torch_backend import require_torch
+from topograd.dsl.torch_backend.modules import torch_parameters
+from topograd.engine.functional import class_labels
 
 torch = require_torch()
 F = torch.nn.functional

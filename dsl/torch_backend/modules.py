@@ -8,7 +8,7 @@ and `torch_parameters(module)[i]` is the counterpart of `model.parameters()[i]`.
 layout difference is a Linear weight: the engine stores (in, out), PyTorch (out, in);
 `transposed_parameters(module)` says where.
 
->>> from engine import nn
+>>> from topograd.engine import nn
 >>> model = nn.Sequential(nn.Linear(3, 4, rng=0), nn.BatchNorm1d(4), nn.ReLU())
 >>> module = to_torch_module(model)
 >>> [tuple(p.shape) for p in torch_parameters(module)]
@@ -22,10 +22,9 @@ from __future__ import annotations
 from collections import OrderedDict
 
 import numpy as np
-
-from dsl.torch_backend import UnsupportedError, require_torch
-from engine import nn as enn
-from engine.custom_ops import CustomActivation
+from topograd.dsl.torch_backend import UnsupportedError, require_torch
+from topograd.engine import nn as enn
+from topograd.engine.custom_ops import CustomActivation
 
 torch = require_torch()
 tnn = torch.nn

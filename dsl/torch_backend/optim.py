@@ -46,7 +46,7 @@ State created up front (step 0) is not copied back: the engine creates state at 
 first step.
 
 >>> import torch
->>> from engine import nn, optim
+>>> from topograd.engine import nn, optim
 >>> model = nn.Linear(3, 2)
 >>> module = torch.nn.Linear(3, 2, dtype=torch.float64)
 >>> adam = optim.Adam(model.parameters(), lr=0.01, amsgrad=True)
@@ -64,10 +64,9 @@ from collections import defaultdict
 from collections.abc import Collection, Sequence
 
 import numpy as np
-
-from dsl.torch_backend import UnsupportedError, require_torch
-from dsl.torch_backend.counterparts import OPTIMIZER_TABLE, TORCH_LACKS
-from engine import optim as engine_optim
+from topograd.dsl.torch_backend import UnsupportedError, require_torch
+from topograd.dsl.torch_backend.counterparts import OPTIMIZER_TABLE, TORCH_LACKS
+from topograd.engine import optim as engine_optim
 
 torch = require_torch()
 

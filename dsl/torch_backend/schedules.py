@@ -32,7 +32,7 @@ from a checkpoint continues on torch exactly; ``copy_schedule_state_to_engine`` 
 run's position back before the engine writes a checkpoint.
 
 >>> import torch
->>> from engine.optim.schedules import CosineAnnealingLR, LinearWarmup, LRGroups
+>>> from topograd.engine.optim.schedules import CosineAnnealingLR, LinearWarmup, LRGroups
 >>> groups = LRGroups(0.1)
 >>> warmup = LinearWarmup(groups, 5, after=CosineAnnealingLR(groups, T_max=100))
 >>> sgd = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
@@ -45,8 +45,8 @@ from __future__ import annotations
 
 import math
 
-from dsl.torch_backend import UnsupportedError, require_torch
-from engine.optim import schedules as engine_schedules
+from topograd.dsl.torch_backend import UnsupportedError, require_torch
+from topograd.engine.optim import schedules as engine_schedules
 
 torch = require_torch()
 lr_scheduler = torch.optim.lr_scheduler

@@ -4,7 +4,7 @@ Preprocessing is fitted on the training split only and applied unchanged to vali
 test (the notes' rule); augmentation applies to training images only.
 """
 
-from engine.data.augment import (
+from topograd.engine.data.augment import (
     BrightnessContrast,
     Compose,
     Cutout,
@@ -15,7 +15,7 @@ from engine.data.augment import (
     average_predictions,
     test_time_views,
 )
-from engine.data.datasets import (
+from topograd.engine.data.datasets import (
     DataError,
     Dataset,
     Splits,
@@ -30,7 +30,7 @@ from engine.data.datasets import (
     make_spiral,
     split,
 )
-from engine.data.preprocess import (
+from topograd.engine.data.preprocess import (
     PCA,
     MeanSubtraction,
     NotFittedError,

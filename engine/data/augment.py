@@ -21,9 +21,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import numpy as np
-
-from engine.data.datasets import as_generator
-from engine.registry import Registry
+from topograd.engine.data.datasets import as_generator
+from topograd.engine.registry import Registry
 
 
 def _images(images) -> np.ndarray:

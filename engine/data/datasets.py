@@ -27,8 +27,7 @@ from importlib import resources
 from typing import NamedTuple
 
 import numpy as np
-
-from engine.registry import Registry
+from topograd.engine.registry import Registry
 
 
 class DataError(ValueError):
@@ -272,7 +271,7 @@ def load_npz(path, x_key: str = "x", y_key: str = "y") -> Dataset:
 
 # --- bundled datasets -------------------------------------------------------------------------
 def _bundled(filename: str):
-    return resources.files("engine.data").joinpath("files").joinpath(filename)
+    return resources.files("topograd.engine.data").joinpath("files").joinpath(filename)
 
 
 DIGIT_CLASSES = [str(digit) for digit in range(10)]

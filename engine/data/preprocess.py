@@ -22,8 +22,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-
-from engine.registry import Registry
+from topograd.engine.registry import Registry
 
 
 class NotFittedError(RuntimeError):

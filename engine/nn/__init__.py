@@ -1,7 +1,7 @@
 """Layers with PyTorch's names: Module, Linear, BatchNorm1d, Dropout, norms, activations,
 and the image layers (Conv2d, pooling, Flatten, BatchNorm2d, InstanceNorm2d)."""
 
-from engine.nn.conv import (
+from topograd.engine.nn.conv import (
     AvgPool2d,
     BatchNorm2d,
     Conv2d,
@@ -10,7 +10,7 @@ from engine.nn.conv import (
     MaxPool2d,
     Unflatten,
 )
-from engine.nn.layers import (
+from topograd.engine.nn.layers import (
     ELU,
     LAYERS,
     Dropout,
@@ -22,9 +22,9 @@ from engine.nn.layers import (
     Sigmoid,
     Tanh,
 )
-from engine.nn.module import LayerTag, Module, Parameter
-from engine.nn.norm import BatchNorm1d, GroupNorm, LayerNorm
-from engine.nn.scalar import Neuron, ScalarLinear, ScalarSequential
+from topograd.engine.nn.module import LayerTag, Module, Parameter
+from topograd.engine.nn.norm import BatchNorm1d, GroupNorm, LayerNorm
+from topograd.engine.nn.scalar import Neuron, ScalarLinear, ScalarSequential
 
 __all__ = [
     "ELU",

@@ -4,7 +4,7 @@ Conv2d, MaxPool2d and AvgPool2d call the primitives of engine/conv.py; BatchNorm
 InstanceNorm2d are compositions of primitives (BatchNorm2d's `fused=True` is the one fused
 primitive), so the engine derives their backward passes.
 
->>> from engine import Tensor, nn
+>>> from topograd.engine import Tensor, nn
 >>> net = nn.Sequential(
 ...     nn.Conv2d(1, 4, 3, padding=1, rng=0), nn.BatchNorm2d(4), nn.ReLU(),
 ...     nn.MaxPool2d(2), nn.Flatten(), nn.Linear(4 * 4 * 4, 10, rng=0),
@@ -16,14 +16,13 @@ primitive), so the engine derives their backward passes.
 from __future__ import annotations
 
 import numpy as np
-
-from engine import functional as F
-from engine import init as initializers
-from engine.conv import _pair
-from engine.nn.layers import LAYERS
-from engine.nn.module import Module, Parameter
-from engine.nn.norm import BatchNorm1d
-from engine.tensor import Tensor
+from topograd.engine import functional as F
+from topograd.engine import init as initializers
+from topograd.engine.conv import _pair
+from topograd.engine.nn.layers import LAYERS
+from topograd.engine.nn.module import Module, Parameter
+from topograd.engine.nn.norm import BatchNorm1d
+from topograd.engine.tensor import Tensor
 
 
 def _check_image(layer, x, channels):

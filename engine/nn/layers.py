@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
-
-from engine import functional as F
-from engine import init as initializers
-from engine.nn.module import Module, Parameter
-from engine.registry import Registry
-from engine.tensor import Tensor
+from topograd.engine import functional as F
+from topograd.engine import init as initializers
+from topograd.engine.nn.module import Module, Parameter
+from topograd.engine.registry import Registry
+from topograd.engine.tensor import Tensor
 
 LAYERS = Registry("layer")
 

@@ -6,9 +6,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
-
-from engine.modes import STATE
-from engine.tensor import Tensor
+from topograd.engine.modes import STATE
+from topograd.engine.tensor import Tensor
 
 
 class Parameter(Tensor):

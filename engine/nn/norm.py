@@ -4,10 +4,9 @@
 from __future__ import annotations
 
 import numpy as np
-
-from engine import functional as F
-from engine.nn.layers import LAYERS
-from engine.nn.module import Module, Parameter
+from topograd.engine import functional as F
+from topograd.engine.nn.layers import LAYERS
+from topograd.engine.nn.module import Module, Parameter
 
 
 @LAYERS.register("batchnorm")

@@ -8,12 +8,11 @@ tensor layers compute the same function with one matmul.
 from __future__ import annotations
 
 import numpy as np
-
-from engine import functional as F
-from engine import init as initializers
-from engine.nn.layers import LAYERS, Sequential
-from engine.nn.module import Module, Parameter
-from engine.tensor import Tensor
+from topograd.engine import functional as F
+from topograd.engine import init as initializers
+from topograd.engine.nn.layers import LAYERS, Sequential
+from topograd.engine.nn.module import Module, Parameter
+from topograd.engine.tensor import Tensor
 
 
 class Neuron(Module):

@@ -4,14 +4,14 @@ Every optimizer follows torch.optim's single-tensor update step for step; where 
 notes write a rule differently, the notes' form is an option (see each class's docstring).
 """
 
-from engine.averages import EWMA, ewma_update_
-from engine.optim import schedules
-from engine.optim.adam import Adam, AdamW, NAdam
-from engine.optim.adaptive import Adadelta, Adagrad, RMSprop
-from engine.optim.lr_finder import RangeTestResult, lr_range_test, suggest_lr
-from engine.optim.optimizer import Optimizer, check_range
-from engine.optim.sgd import SGD
-from engine.registry import Registry
+from topograd.engine.averages import EWMA, ewma_update_
+from topograd.engine.optim import schedules
+from topograd.engine.optim.adam import Adam, AdamW, NAdam
+from topograd.engine.optim.adaptive import Adadelta, Adagrad, RMSprop
+from topograd.engine.optim.lr_finder import RangeTestResult, lr_range_test, suggest_lr
+from topograd.engine.optim.optimizer import Optimizer, check_range
+from topograd.engine.optim.sgd import SGD
+from topograd.engine.registry import Registry
 
 OPTIMIZERS = Registry("optimizer")
 """Optimizers by name (model files write `optimizer adam(lr=1e-3)`); each takes the

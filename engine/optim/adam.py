@@ -7,10 +7,9 @@ operations into scratch arrays (see engine/optim/_support.py for why).
 from __future__ import annotations
 
 import numpy as np
-
-from engine.averages import ewma_update_
-from engine.optim._support import Workspace, check_flag
-from engine.optim.optimizer import Optimizer, check_range
+from topograd.engine.averages import ewma_update_
+from topograd.engine.optim._support import Workspace, check_flag
+from topograd.engine.optim.optimizer import Optimizer, check_range
 
 
 def _check_betas(betas):
@@ -71,7 +70,7 @@ class Adam(Optimizer):
     - `bias_correction=False`: m_hat = m and v_hat = v (the notes: "can in practice be
       ignored"). The first steps are then much smaller: m starts at (1 - beta1) * g.
 
-    >>> from engine import Tensor
+    >>> from topograd.engine import Tensor
     >>> w = Tensor([1.0, -2.0], requires_grad=True)
     >>> (w * w).sum().backward()
     >>> Adam([w], lr=0.1).step()

@@ -9,10 +9,9 @@ arrays. `g` below is the gradient plus weight_decay * W (coupled decay, PyTorch'
 from __future__ import annotations
 
 import numpy as np
-
-from engine.averages import ewma_update_
-from engine.optim._support import Workspace, check_flag
-from engine.optim.optimizer import Optimizer, check_range
+from topograd.engine.averages import ewma_update_
+from topograd.engine.optim._support import Workspace, check_flag
+from topograd.engine.optim.optimizer import Optimizer, check_range
 
 
 def _decayed_gradient(param, grad, weight_decay, out):
@@ -42,7 +41,7 @@ class Adagrad(Optimizer):
 
     The notes put eps inside the square root (sqrt(s + eps)); this follows PyTorch.
 
-    >>> from engine import Tensor
+    >>> from topograd.engine import Tensor
     >>> w = Tensor([1.0, -2.0], requires_grad=True)
     >>> (w * w).sum().backward()
     >>> Adagrad([w], lr=0.5).step()
@@ -107,7 +106,7 @@ class RMSprop(Optimizer):
     `eps_inside_sqrt=True` is the notes' form, r = sqrt(s + eps) (centered: sqrt(s - a*a + eps)),
     where eps = 1e-8 bounds the step by lr * |g| / 1e-4 instead of lr * |g| / 1e-8.
 
-    >>> from engine import Tensor
+    >>> from topograd.engine import Tensor
     >>> w = Tensor([1.0, -2.0], requires_grad=True)
     >>> (w * w).sum().backward()
     >>> RMSprop([w], lr=0.01).step()

@@ -7,8 +7,8 @@ training/eval flags and the optimizer's state and hyperparameters are all put ba
 ends, however it ends.
 
 >>> import numpy as np
->>> from engine import Tensor, nn, functional as F
->>> from engine.optim.sgd import SGD
+>>> from topograd.engine import Tensor, nn, functional as F
+>>> from topograd.engine.optim.sgd import SGD
 >>> rng = np.random.default_rng(0)
 >>> x = rng.normal(size=(64, 2)); y = (x[:, 0] > 0).astype(int)
 >>> model = nn.Linear(2, 2)
@@ -27,9 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
-from engine.averages import EWMA
-from engine.optim.optimizer import check_range
+from topograd.engine.averages import EWMA
+from topograd.engine.optim.optimizer import check_range
 
 
 @dataclass(frozen=True)

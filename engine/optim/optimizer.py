@@ -12,9 +12,8 @@ import copy
 import math
 
 import numpy as np
-
-from engine.modes import enable_grad
-from engine.tensor import Tensor
+from topograd.engine.modes import enable_grad
+from topograd.engine.tensor import Tensor
 
 
 def check_range(name, value, low=None, high=None, low_open=False, high_open=False):

@@ -28,7 +28,7 @@ Where topograd differs from PyTorch:
   (the notes' a0 / (1 + k t)), ``max_decay`` in ``CosineAnnealingWarmRestarts`` and
   ``LinearWarmup``, a warm-up in front of any other schedule.
 
->>> from engine.optim.schedules import CosineAnnealingLR, LinearWarmup, LRGroups
+>>> from topograd.engine.optim.schedules import CosineAnnealingLR, LinearWarmup, LRGroups
 >>> groups = LRGroups(0.1)
 >>> schedule = LinearWarmup(groups, 5, after=CosineAnnealingLR(groups, T_max=100))
 >>> [round(schedule.lr_at(t)[0], 4) for t in (0, 1, 5, 55, 105)]
@@ -43,8 +43,8 @@ import operator
 from bisect import bisect_right
 from collections import Counter
 
-from engine.optim.optimizer import check_range
-from engine.registry import Registry
+from topograd.engine.optim.optimizer import check_range
+from topograd.engine.registry import Registry
 
 
 def _check_int(name: str, value, low: int) -> int:
@@ -487,4 +487,5 @@ __all__ = [
     "LinearWarmup",
     "MultiStepLR",
     "StepLR",
+    "restart_cycle",
 ]

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-
-from engine.averages import ewma_update_
-from engine.optim._support import Workspace, check_choice, check_flag
-from engine.optim.optimizer import Optimizer, check_range
+from topograd.engine.averages import ewma_update_
+from topograd.engine.optim._support import Workspace, check_choice, check_flag
+from topograd.engine.optim.optimizer import Optimizer, check_range
 
 
 class SGD(Optimizer):
@@ -38,7 +37,7 @@ class SGD(Optimizer):
     needs only the ordinary gradient: the look-ahead weights W + momentum * v follow PyTorch's
     trajectory (the tests check it), while W itself lags behind it by momentum * v.
 
-    >>> from engine import Tensor
+    >>> from topograd.engine import Tensor
     >>> w = Tensor([1.0, -2.0], requires_grad=True)
     >>> optimizer = SGD([w], lr=0.1, momentum=0.9)
     >>> (w * w).sum().backward()

@@ -1,7 +1,7 @@
 """The gradient-testing kit for users' own test suites (needs hypothesis).
 
 >>> import numpy as np
->>> from engine.testing import arrays, assert_gradients, gradients_hold
+>>> from topograd.engine.testing import arrays, assert_gradients, gradients_hold
 >>> _ = assert_gradients(lambda x: (x * x).sum(), np.array([1.0, -2.0]))
 >>> test_tanh = gradients_hold(lambda x: x.tanh(), arrays())
 
@@ -14,11 +14,11 @@
   `assert_op_gradients(op)`: the same for a registered op, as the built-in ops are tested.
 """
 
-from engine.gradcheck import LeafCheck
-from engine.testing.gradients import GradientMismatchError, assert_gradients
-from engine.testing.op_inputs import op_inputs
-from engine.testing.properties import assert_op_gradients, gradients_hold
-from engine.testing.strategies import (
+from topograd.engine.gradcheck import LeafCheck
+from topograd.engine.testing.gradients import GradientMismatchError, assert_gradients
+from topograd.engine.testing.op_inputs import op_inputs
+from topograd.engine.testing.properties import assert_op_gradients, gradients_hold
+from topograd.engine.testing.strategies import (
     KINK_MARGIN,
     arrays,
     broadcastable,

@@ -6,11 +6,10 @@ from __future__ import annotations
 from contextlib import ExitStack
 
 import numpy as np
-
-from engine.gradcheck import LeafCheck, compare_gradients
-from engine.modes import same_randomness
-from engine.nn.module import Module
-from engine.tensor import Tensor
+from topograd.engine.gradcheck import LeafCheck, compare_gradients
+from topograd.engine.modes import same_randomness
+from topograd.engine.nn.module import Module
+from topograd.engine.tensor import Tensor
 
 
 class GradientMismatchError(AssertionError):
@@ -35,7 +34,7 @@ def assert_gradients(fn, *inputs, eps=1e-6, tol=1e-6, seed=0):
     """Assert that the engine's gradients of `fn(*inputs)` match central differences.
 
     >>> import numpy as np
-    >>> from engine.testing import assert_gradients
+    >>> from topograd.engine.testing import assert_gradients
     >>> checks = assert_gradients(lambda x: (x * x).sum(), np.array([1.0, -2.0]))
 
     Checked are the arrays and numbers among `inputs` (turned into float64 tensors), the

@@ -13,9 +13,8 @@ import math
 import numpy as np
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
-
-from engine.ops import Op
-from engine.testing.strategies import (
+from topograd.engine.ops import Op
+from topograd.engine.testing.strategies import (
     KINK_MARGIN,
     arrays,
     broadcastable,

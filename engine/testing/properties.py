@@ -6,11 +6,10 @@ from __future__ import annotations
 import hypothesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from engine.ops import Op
-from engine.tensor import apply
-from engine.testing.gradients import assert_gradients
-from engine.testing.op_inputs import op_inputs
+from topograd.engine.ops import Op
+from topograd.engine.tensor import apply
+from topograd.engine.testing.gradients import assert_gradients
+from topograd.engine.testing.op_inputs import op_inputs
 
 _SLOW_IS_FINE = [HealthCheck.too_slow, HealthCheck.data_too_large]
 
@@ -19,7 +18,7 @@ def gradients_hold(fn, *strategies, eps=1e-6, tol=1e-6, max_examples=100, **opti
     """A test function: `assert_gradients(fn, *inputs)` for inputs drawn from `strategies`
     (one per argument of `fn`; a plain value stands for itself).
 
-    >>> from engine.testing import arrays, gradients_hold
+    >>> from topograd.engine.testing import arrays, gradients_hold
     >>> test_tanh = gradients_hold(lambda x: x.tanh(), arrays())  # pytest collects it
 
     A failure is shrunk by hypothesis to a small counterexample and reported with the

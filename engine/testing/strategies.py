@@ -2,7 +2,7 @@
 float arrays and tensors, with options that keep values away from the kinks of ops that are
 not differentiable everywhere (ReLU and abs at 0, ties in max, the edges of clip).
 
->>> from engine.testing import arrays, shapes
+>>> from topograd.engine.testing import arrays, shapes
 >>> strategy = arrays(shapes(max_dims=2), avoid=(0.0,))  # away from ReLU's kink
 """
 
@@ -13,8 +13,7 @@ import math
 import numpy as np
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
-
-from engine.tensor import Tensor
+from topograd.engine.tensor import Tensor
 
 LOW, HIGH = -3.0, 3.0
 """The default range of drawn values: wide enough to reach every regime of tanh, sigmoid or

@@ -4,14 +4,14 @@ Plots (engine.train.plots) need matplotlib (`pip install topograd[plot]`) and ar
 from there, so that training itself never needs it.
 """
 
-from engine.train.checkpoint import (
+from topograd.engine.train.checkpoint import (
     CheckpointError,
     CheckpointInfo,
     checkpoint_info,
     load_checkpoint,
     save_checkpoint,
 )
-from engine.train.checks import (
+from topograd.engine.train.checks import (
     Diagnosis,
     InitialLossWarning,
     SanityResult,
@@ -19,16 +19,16 @@ from engine.train.checks import (
     evaluate,
     sanity_check,
 )
-from engine.train.ensemble import (
+from topograd.engine.train.ensemble import (
     ensemble_proba,
     predict_proba,
     snapshot_ensemble,
     train_ensemble,
     train_single,
 )
-from engine.train.fit import fit
-from engine.train.history import History
-from engine.train.search import (
+from topograd.engine.train.fit import fit
+from topograd.engine.train.history import History
+from topograd.engine.train.search import (
     Choice,
     IntUniform,
     LogUniform,

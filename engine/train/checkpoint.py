@@ -34,7 +34,7 @@ so before anything is assigned, so a failed load leaves the model, optimizer, sc
 generators exactly as they were.
 
 >>> import tempfile, pathlib
->>> from engine import nn, optim
+>>> from topograd.engine import nn, optim
 >>> model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
 >>> adam = optim.Adam(model.parameters(), lr=0.01)
 >>> path = pathlib.Path(tempfile.mkdtemp()) / "run.npz"
@@ -60,8 +60,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from engine.modes import STATE
+from topograd.engine.modes import STATE
 
 FORMAT = "topograd-checkpoint"
 VERSION = 1

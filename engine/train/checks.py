@@ -21,11 +21,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-
-from engine import functional as F
-from engine.graph import Graph
-from engine.modes import AnomalyError, detect_anomaly, enable_grad, no_grad
-from engine.tensor import Tensor
+from topograd.engine import functional as F
+from topograd.engine.graph import Graph
+from topograd.engine.modes import AnomalyError, detect_anomaly, enable_grad, no_grad
+from topograd.engine.tensor import Tensor
 
 # --- data ---------------------------------------------------------------------------------
 
@@ -213,8 +212,8 @@ def sanity_check(
     memorizing but a sound model still gets there.
 
     >>> import numpy as np, functools
-    >>> from engine import nn
-    >>> from engine.optim import Adam
+    >>> from topograd.engine import nn
+    >>> from topograd.engine.optim import Adam
     >>> rng = np.random.default_rng(0)
     >>> data = (rng.normal(size=(50, 4)), rng.integers(0, 3, 50))
     >>> result = sanity_check(lambda: nn.Sequential(nn.Linear(4, 32), nn.ReLU(),

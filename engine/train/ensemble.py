@@ -11,9 +11,9 @@ get the members from one run: a cosine learning rate restarted every cycle (SGDR
 model into a new minimum each cycle, and the weights at the end of each cycle are a snapshot.
 The snapshots cost no more training than one model, yet differ enough to make an ensemble.
 
->>> from engine import nn
->>> from engine.optim import SGD
->>> from engine.data.datasets import make_moons, split
+>>> from topograd.engine import nn
+>>> from topograd.engine.optim import SGD
+>>> from topograd.engine.data.datasets import make_moons, split
 >>> parts = split(make_moons(n=200, noise=0.1, seed=0))
 >>> model = nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Linear(16, 2))
 >>> result = snapshot_ensemble(
@@ -33,17 +33,16 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-
-from engine import Tensor, manual_seed, no_grad
-from engine import functional as F
-from engine.optim.schedules import (
+from topograd.engine import Tensor, manual_seed, no_grad
+from topograd.engine import functional as F
+from topograd.engine.optim.schedules import (
     CosineAnnealingLR,
     CosineAnnealingWarmRestarts,
     LRGroups,
     MultiStepLR,
 )
-from engine.train.checks import as_arrays
-from engine.train.fit import fit
+from topograd.engine.train.checks import as_arrays
+from topograd.engine.train.fit import fit
 
 # fit options that the schedule-driven trainers set themselves (a second value would clash)
 _SCHEDULE_OPTIONS = ("epochs", "schedule", "schedule_per", "resume", "checkpoint")

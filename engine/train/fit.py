@@ -16,8 +16,8 @@ watches the run the way the notes ask a person to:
 - at the end, the bias/variance diagnosis with the notes' advice.
 
 >>> import numpy as np
->>> from engine import nn
->>> from engine.optim import Adam
+>>> from topograd.engine import nn
+>>> from topograd.engine.optim import Adam
 >>> rng = np.random.default_rng(0)
 >>> x = rng.normal(size=(200, 2)); y = (x[:, 0] * x[:, 1] > 0).astype(np.int64)
 >>> model = nn.Sequential(nn.Linear(2, 32, init="he"), nn.ReLU(), nn.Linear(32, 2))
@@ -37,14 +37,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
-
-from engine import functional as F
-from engine.data.datasets import batches
-from engine.modes import use_rng
-from engine.tensor import Tensor
-from engine.train.checkpoint import load_checkpoint, save_checkpoint
-from engine.train.checks import (
+from topograd.engine import functional as F
+from topograd.engine.data.datasets import batches
+from topograd.engine.modes import use_rng
+from topograd.engine.tensor import Tensor
+from topograd.engine.train.checkpoint import load_checkpoint, save_checkpoint
+from topograd.engine.train.checks import (
     DIAGNOSIS_THRESHOLD,
     Arrays,
     ExplosionGuard,
@@ -57,7 +55,8 @@ from engine.train.checks import (
     locate_nonfinite,
     locate_nonfinite_gradient,
 )
-from engine.train.history import EARLY_STOPPING, EXPLODED, INTERRUPTED, NONFINITE, History
+from topograd.engine.train.history import EARLY_STOPPING, EXPLODED, INTERRUPTED, NONFINITE, History
+from tqdm import tqdm
 
 
 def fit(

@@ -16,8 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-
-from engine.train.checks import Diagnosis, NonFiniteReport
+from topograd.engine.train.checks import Diagnosis, NonFiniteReport
 
 # How `fit` ended early; None in `History.stopped` means every epoch ran.
 EARLY_STOPPING = "early stopping"

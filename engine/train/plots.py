@@ -24,9 +24,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-
-from engine.train.checks import activation_statistics
-from engine.train.history import History
+from topograd.engine.train.checks import activation_statistics
+from topograd.engine.train.history import History
 
 UPDATE_RATIO_GUIDE = 1e-3
 

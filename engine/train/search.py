@@ -39,11 +39,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-
-from engine import manual_seed
-from engine.registry import Registry
-from engine.train.fit import fit
-from engine.train.history import EARLY_STOPPING
+from topograd.engine import manual_seed
+from topograd.engine.registry import Registry
+from topograd.engine.train.fit import fit
+from topograd.engine.train.history import EARLY_STOPPING
 
 # --- distributions -----------------------------------------------------------------------
 

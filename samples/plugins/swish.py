@@ -6,13 +6,13 @@ Load it before a model file that uses it:
 
 and test it in your own suite with the kit (see tests/samples/test_plugin_sample.py):
 
-    from engine.testing import arrays, gradients_hold
+    from topograd.testing import arrays, gradients_hold
     test_swish = gradients_hold(swish, arrays())
 """
 
 import numpy as np
 
-from engine import define_op
+from topograd import define_op
 
 
 def swish_forward(x, beta=1.0):

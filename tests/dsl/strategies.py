@@ -12,8 +12,7 @@ import math
 import random
 
 from hypothesis import strategies as st
-
-from dsl import ast
+from topograd.dsl import ast
 
 KEYWORDS = frozenset(
     {"let", "graph", "network", "repeat", "input", "param", "output"}

@@ -8,16 +8,16 @@ import math
 
 import numpy as np
 import pytest
+from topograd.dsl.build import build, build_graph, build_model
+from topograd.dsl.check import check
+from topograd.dsl.errors import DslBuildError, DslError, Source
+from topograd.dsl.parser import parse
 
-from dsl.build import build, build_graph, build_model
-from dsl.check import check
-from dsl.errors import DslBuildError, DslError, Source
-from dsl.parser import parse
-from engine import Tensor, nn
-from engine.data.datasets import make_moons, split
-from engine.functional import cross_entropy, hinge_loss
-from engine.optim import SGD
-from engine.optim.schedules import CosineAnnealingLR, LinearWarmup
+from topograd import Tensor, nn
+from topograd.data import make_moons, split
+from topograd.functional import cross_entropy, hinge_loss
+from topograd.optim import SGD
+from topograd.optim.schedules import CosineAnnealingLR, LinearWarmup
 
 NAME = "model.tg"
 

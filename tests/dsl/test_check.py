@@ -8,11 +8,10 @@ import builtins
 import math
 
 import pytest
-
-from dsl.check import check
-from dsl.errors import DslCheckError, Source
-from dsl.options import RANGES, range_problem
-from dsl.parser import parse
+from topograd.dsl.check import check
+from topograd.dsl.errors import DslCheckError, Source
+from topograd.dsl.options import RANGES, range_problem
+from topograd.dsl.parser import parse
 
 NAME = "model.tg"
 

@@ -14,13 +14,13 @@ import sys
 from pathlib import Path
 
 import pytest
+import topograd.dsl.gradient_search as gradient_search
+from topograd.dsl.cli import main
+from topograd.dsl.commands.common import load_spec
+from topograd.dsl.inspect import network_subject
+from topograd.engine.ops import OPS
 
-import dsl
-import dsl.gradient_search as gradient_search
-from dsl.cli import main
-from dsl.commands.common import load_spec
-from dsl.inspect import network_subject
-from engine.ops import OPS
+from topograd import dsl
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 
@@ -259,7 +259,7 @@ def test_examples_must_be_positive(capsys, count):
 
 def test_without_hypothesis_examples_says_how_to_install_it(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "hypothesis", None)
-    monkeypatch.delitem(sys.modules, "dsl.gradient_search")
+    monkeypatch.delitem(sys.modules, "topograd.dsl.gradient_search")
     monkeypatch.delattr(dsl, "gradient_search")
     code, _, err = check(capsys, f"{SAMPLES}/neuron.tg", "--examples", "5")
     assert code == 2

@@ -17,13 +17,13 @@ import sys
 import types
 
 import pytest
+import topograd.dsl.commands.graph as graph_command
+from topograd.dsl import load
+from topograd.dsl.build import build_graph
+from topograd.dsl.cli import main
+from topograd.engine.ops import OPS
 
-import dsl.commands.graph as graph_command
-from dsl import load
-from dsl.build import build_graph
-from dsl.cli import main
-from engine import Graph
-from engine.ops import OPS
+from topograd import Graph
 
 NEURON = """
 graph neuron {
@@ -238,7 +238,7 @@ def test_step_through_a_network_summarizes_tensors(mlp, capsys):
 
 # --- gui -------------------------------------------------------------------------------------
 def test_gui_without_qt_says_how_to_install_it(monkeypatch, capsys):
-    for name in [m for m in sys.modules if m.startswith("gui.")]:
+    for name in [m for m in sys.modules if m.startswith("topograd.gui.")]:
         monkeypatch.delitem(sys.modules, name)  # imported again, without Qt this time
     for name in [m for m in sys.modules if m.split(".")[0] in ("PySide6", "shiboken6")]:
         monkeypatch.setitem(sys.modules, name, None)  # importing Qt raises ImportError
@@ -249,9 +249,9 @@ def test_gui_without_qt_says_how_to_install_it(monkeypatch, capsys):
 
 def test_gui_opens_the_app_with_the_options(monkeypatch, neuron, tmp_path):
     opened = []
-    app = types.ModuleType("gui.app")
+    app = types.ModuleType("topograd.gui.app")
     app.main = lambda path, **options: opened.append((path, options))
-    monkeypatch.setitem(sys.modules, "gui.app", app)
+    monkeypatch.setitem(sys.modules, "topograd.gui.app", app)
     shot = str(tmp_path / "out.png")
     assert main(["gui", str(neuron), "--steps", "3", "--screenshot", shot, "--collapse"]) == 0
     assert main(["gui"]) == 0
@@ -265,9 +265,9 @@ def test_gui_opens_the_app_with_the_options(monkeypatch, neuron, tmp_path):
 
 
 def test_gui_refuses_bad_arguments_before_opening_a_window(monkeypatch, neuron, tmp_path, capsys):
-    app = types.ModuleType("gui.app")
+    app = types.ModuleType("topograd.gui.app")
     app.main = lambda *a, **k: pytest.fail("the window must not open")
-    monkeypatch.setitem(sys.modules, "gui.app", app)
+    monkeypatch.setitem(sys.modules, "topograd.gui.app", app)
     assert main(["gui", str(tmp_path / "missing.tg")]) == 2
     assert "no such file" in capsys.readouterr().err
     assert main(["gui", str(neuron), "--steps", "2"]) == 2

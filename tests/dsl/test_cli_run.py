@@ -13,11 +13,11 @@ import json
 import math
 
 import pytest
+from topograd.dsl import load, read_source
+from topograd.dsl.build import build
+from topograd.dsl.cli import main
 
-from dsl import load, read_source
-from dsl.build import build
-from dsl.cli import main
-from engine.train import evaluate, fit, load_checkpoint, save_checkpoint, snapshot_ensemble
+from topograd.train import evaluate, fit, load_checkpoint, save_checkpoint, snapshot_ensemble
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -10,12 +10,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from strategies import numbers_of, programs, untidy_sources
-
-from dsl import ast
-from dsl.cli import main
-from dsl.errors import DslSyntaxError
-from dsl.fmt import format_program, format_source
-from dsl.parser import parse, parse_with_comments
+from topograd.dsl import ast
+from topograd.dsl.cli import main
+from topograd.dsl.errors import DslSyntaxError
+from topograd.dsl.fmt import format_program, format_source
+from topograd.dsl.parser import parse, parse_with_comments
 
 HERE = Path(__file__).resolve().parent
 SAMPLES = HERE.parent.parent / "samples"

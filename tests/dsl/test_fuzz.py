@@ -15,22 +15,22 @@ from pathlib import Path
 
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from topograd.dsl.check import NETWORK_OPTIONS, SECTION_KEYS
+from topograd.dsl.fmt import format_source
+from topograd.dsl.graphs import CONSTRUCTORS
+from topograd.dsl.options import RANGES
+from topograd.dsl.parser import parse, parse_with_comments
+from topograd.engine.data.augment import AUGMENTATIONS
+from topograd.engine.data.datasets import DATASETS
+from topograd.engine.data.preprocess import PREPROCESSORS
+from topograd.engine.train.search import DISTRIBUTIONS
 
-import dsl
-from dsl.check import NETWORK_OPTIONS, SECTION_KEYS
-from dsl.fmt import format_source
-from dsl.graphs import CONSTRUCTORS
-from dsl.options import RANGES
-from dsl.parser import parse, parse_with_comments
-from engine.data.augment import AUGMENTATIONS
-from engine.data.datasets import DATASETS
-from engine.data.preprocess import PREPROCESSORS
-from engine.functional import FUNCTIONS, LOSSES
-from engine.init import INITIALIZERS
-from engine.nn.layers import LAYERS
-from engine.optim import OPTIMIZERS
-from engine.optim.schedules import SCHEDULES
-from engine.train.search import DISTRIBUTIONS
+from topograd import dsl
+from topograd.functional import FUNCTIONS, LOSSES
+from topograd.nn import LAYERS
+from topograd.nn.init import INITIALIZERS
+from topograd.optim import OPTIMIZERS
+from topograd.optim.schedules import SCHEDULES
 
 HERE = Path(__file__).resolve().parent
 FILES = sorted((HERE / "fuzz_seeds").glob("*.tg")) + sorted(

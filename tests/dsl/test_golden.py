@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-import dsl
+from topograd import dsl
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 CASES = sorted(GOLDEN.glob("*.tg"))

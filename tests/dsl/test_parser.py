@@ -7,10 +7,9 @@ str.find), never against numbers copied from the parser's output."""
 from __future__ import annotations
 
 import pytest
-
-from dsl import ast
-from dsl.errors import DslSyntaxError
-from dsl.parser import parse
+from topograd.dsl import ast
+from topograd.dsl.errors import DslSyntaxError
+from topograd.dsl.parser import parse
 
 N = ast.Number
 

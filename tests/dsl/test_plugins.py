@@ -12,12 +12,12 @@ from importlib.metadata import EntryPoint
 from pathlib import Path
 
 import pytest
+from topograd.dsl.cli import main
+from topograd.dsl.plugins import ENTRY_POINT_GROUP, PluginError, load_plugin
+from topograd.engine import OPS, unregister_op
+from topograd.engine.custom_ops import CUSTOM
 
-import dsl.plugins
-from dsl.cli import main
-from dsl.plugins import ENTRY_POINT_GROUP, PluginError, load_plugin
-from engine import OPS, unregister_op
-from engine.custom_ops import CUSTOM
+from topograd import dsl
 
 ROOT = Path(__file__).resolve().parents[2]
 SWISH = "samples/plugins/swish.py"  # relative to ROOT, as the README writes it
@@ -25,7 +25,7 @@ MOONS = "samples/plugins/swish_moons.tg"
 GRAPH = "samples/plugins/swish_graph.tg"
 
 CUBE_PLUGIN = """
-from engine import define_op
+from topograd import define_op
 
 def cube(x):
     return x**3
@@ -122,7 +122,7 @@ BROKEN = {
 def test_a_plugin_that_raises_is_one_line_and_exit_2(name, tmp_path, capsys):
     body, message = BROKEN[name]
     plugin = tmp_path / name
-    plugin.write_text(f"from engine import define_op\n{body}\n")
+    plugin.write_text(f"from topograd import define_op\n{body}\n")
     captured = run(["--plugin", str(plugin), "check", GRAPH], capsys, expected=2)
     assert captured.out == ""  # the command did not run
     assert captured.err.startswith(f"topograd: plugin {plugin}: ")

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from engine.data.augment import (
+from topograd.engine.data.augment import (
     BrightnessContrast,
     Compose,
     Cutout,
@@ -22,7 +21,8 @@ from engine.data.augment import (
     shift,
     test_time_views,
 )
-from engine.data.datasets import load_digits
+
+from topograd.data import load_digits
 
 
 def batch(n=16, c=2, h=8, w=8, seed=0):

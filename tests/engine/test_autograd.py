@@ -12,9 +12,8 @@ import networkx as nx
 import numpy as np
 import pytest
 
-import engine
-from engine import Graph, Op, Tensor, nn
-from engine import functional as F
+from topograd import Graph, Op, Tensor, engine, nn
+from topograd import functional as F
 
 
 def scalar(value, requires_grad=True, name=None):

@@ -9,10 +9,8 @@ import sys
 
 import numpy as np
 import pytest
-
-from engine import Tensor, default_rng, manual_seed, nn
-from engine.optim import SGD, Adam
-from engine.train.checks import (
+from topograd.engine import Tensor, default_rng, manual_seed, nn
+from topograd.engine.train.checks import (
     ExplosionGuard,
     activation_statistics,
     diagnose,
@@ -22,8 +20,10 @@ from engine.train.checks import (
     locate_nonfinite,
     sanity_check,
 )
-from engine.train.fit import fit
-from engine.train.plots import plot_activation_histograms, save_training_plots
+from topograd.engine.train.plots import plot_activation_histograms, save_training_plots
+
+from topograd.optim import SGD, Adam
+from topograd.train import fit
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from engine import Tensor, nn
-from engine import functional as F
+from topograd import Tensor, nn
+from topograd import functional as F
 
 
 def notes_batchnorm_backward(dout, x, gamma, eps):
@@ -112,7 +112,7 @@ def test_fused_equals_composed(shape):
 def test_composed_batch_norm_is_made_of_primitives(batch):
     x, _ = batch
     out = nn.BatchNorm1d(3)(Tensor(x, requires_grad=True))
-    from engine import Graph
+    from topograd import Graph
 
     ops = {info.op for info in map(Graph(out).info, Graph(out).nodes)}
     assert "batch_norm_fused" not in ops

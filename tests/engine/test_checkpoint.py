@@ -23,13 +23,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from topograd.engine.modes import STATE
 
-from engine import Tensor, manual_seed, nn
-from engine import functional as F
-from engine.modes import STATE
-from engine.optim import SGD, Adam
-from engine.optim.schedules import CosineAnnealingLR, LinearWarmup, MultiStepLR
-from engine.train.checkpoint import (
+from topograd import Tensor, manual_seed, nn
+from topograd import functional as F
+from topograd.optim import SGD, Adam
+from topograd.optim.schedules import CosineAnnealingLR, LinearWarmup, MultiStepLR
+from topograd.train import (
     CheckpointError,
     checkpoint_info,
     load_checkpoint,
@@ -415,8 +415,8 @@ KILLED_INSIDE_THE_WRITE = """
     import os, signal, sys
     import numpy as np
     import numpy.lib.format as npy_format
-    from engine import manual_seed, nn
-    from engine.train.checkpoint import save_checkpoint
+    from topograd import manual_seed, nn
+    from topograd.train import save_checkpoint
 
     path, expected = sys.argv[1:]
     manual_seed(0)
@@ -458,8 +458,8 @@ def test_sigkill_inside_the_write_leaves_the_previous_checkpoint(tmp_path):
 
 SAVING_IN_A_LOOP = """
     import sys
-    from engine import nn
-    from engine.train.checkpoint import save_checkpoint
+    from topograd import nn
+    from topograd.train import save_checkpoint
 
     path = sys.argv[1]
     model = nn.Linear(1000, 1000)

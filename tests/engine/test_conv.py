@@ -8,9 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import engine
-from engine import Tensor, nn
-from engine import functional as F
+from topograd import Tensor, engine, nn
+from topograd import functional as F
 
 RTOL = 1e-10
 ATOL = 1e-12

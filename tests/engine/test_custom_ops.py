@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from topograd.engine import OPS, Graph, Stepper, Tensor, define_op, nn, unregister_op
+from topograd.engine.custom_ops import CUSTOM
+from topograd.engine.registry import UnknownNameError
 
-import engine
-from engine import OPS, Graph, Stepper, Tensor, define_op, nn, unregister_op
-from engine.custom_ops import CUSTOM
-from engine.functional import FUNCTIONS
-from engine.optim import SGD
-from engine.registry import UnknownNameError
-from engine.testing import (
+from topograd import engine
+from topograd.functional import FUNCTIONS
+from topograd.optim import SGD
+from topograd.testing import (
     GradientMismatchError,
     arrays,
     assert_gradients,

@@ -11,7 +11,7 @@ from importlib import resources
 import numpy as np
 import pytest
 
-from engine.data.datasets import (
+from topograd.data import (
     DataError,
     Dataset,
     Splits,
@@ -56,7 +56,12 @@ def test_digits_has_the_published_shape_classes_and_counts():
 
 
 def test_digits_rows_equal_the_file_as_numpy_reads_it():
-    raw = resources.files("engine.data").joinpath("files").joinpath("digits.csv.gz").read_bytes()
+    raw = (
+        resources.files("topograd.engine.data")
+        .joinpath("files")
+        .joinpath("digits.csv.gz")
+        .read_bytes()
+    )
     table = np.loadtxt(gzip.decompress(raw).decode().splitlines(), delimiter=",")
     digits = load_digits()
     assert np.array_equal(digits.x, table[:, :-1]) and np.array_equal(digits.y, table[:, -1])

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from engine import Tensor, manual_seed, nn
-from engine import functional as F
+from topograd import Tensor, manual_seed, nn
+from topograd import functional as F
 
 
 @pytest.mark.parametrize("p", [0.2, 0.5, 0.8])

@@ -6,13 +6,7 @@ import math
 
 import numpy as np
 import pytest
-
-from engine import Tensor, manual_seed, nn, no_grad
-from engine import functional as F
-from engine.data.datasets import Splits, load_digits, make_moons, split
-from engine.data.preprocess import Standardize
-from engine.optim import SGD
-from engine.train.ensemble import (
+from topograd.engine.train.ensemble import (
     accuracy,
     ensemble_proba,
     predict_proba,
@@ -21,6 +15,11 @@ from engine.train.ensemble import (
     train_ensemble,
     train_single,
 )
+
+from topograd import Tensor, manual_seed, nn, no_grad
+from topograd import functional as F
+from topograd.data import Splits, Standardize, load_digits, make_moons, split
+from topograd.optim import SGD
 
 FIT = {"progress": False, "log": None, "track_stats": False}
 

@@ -15,8 +15,8 @@ import math
 import numpy as np
 import pytest
 
-from engine import Tensor, nn
-from engine.averages import EWMA, ewma_update_
+from topograd import Tensor, nn
+from topograd.optim import EWMA, ewma_update_
 
 EPS = np.finfo(np.float64).eps
 CONSTANTS = (1.0, 3.7, -2.5, 1e-3, 1e6, 0.1)

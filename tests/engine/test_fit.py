@@ -7,17 +7,16 @@ import warnings
 
 import numpy as np
 import pytest
+from topograd.engine.train.fit import best_path, fit
+from topograd.engine.train.history import EARLY_STOPPING, EXPLODED, NONFINITE, History
 
-from engine import functional as F
-from engine import manual_seed, nn
-from engine.data.datasets import Dataset
-from engine.nn.module import Module
-from engine.optim import SGD, Adam
-from engine.optim.schedules import MultiStepLR, StepLR
-from engine.train.checkpoint import load_checkpoint
-from engine.train.checks import InitialLossWarning, evaluate
-from engine.train.fit import best_path, fit
-from engine.train.history import EARLY_STOPPING, EXPLODED, NONFINITE, History
+from topograd import functional as F
+from topograd import manual_seed, nn
+from topograd.data import Dataset
+from topograd.nn import Module
+from topograd.optim import SGD, Adam
+from topograd.optim.schedules import MultiStepLR, StepLR
+from topograd.train import InitialLossWarning, evaluate, load_checkpoint
 
 QUIET = {"progress": False, "log": None}
 

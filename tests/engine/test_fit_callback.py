@@ -4,11 +4,11 @@
 import math
 
 import numpy as np
+from topograd.engine.train.history import INTERRUPTED
 
-from engine import manual_seed, nn
-from engine.optim import Adam
-from engine.train.fit import fit
-from engine.train.history import INTERRUPTED
+from topograd import manual_seed, nn
+from topograd.optim import Adam
+from topograd.train import fit
 
 BATCH, ROWS = 32, 200
 STEPS_PER_EPOCH = math.ceil(ROWS / BATCH)  # 7

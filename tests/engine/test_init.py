@@ -6,8 +6,7 @@ activations' standard deviation per layer for each initialization.
 
 import numpy as np
 import pytest
-
-from engine import Tensor, init, nn, no_grad
+from topograd.engine import Tensor, init, nn, no_grad
 
 
 def hidden_stds(initializer, activation, seed=0):

@@ -12,10 +12,9 @@ import sys
 import numpy as np
 import pytest
 
-from engine import Tensor, manual_seed, nn
-from engine import functional as F
-from engine.optim.lr_finder import lr_range_test, suggest_lr
-from engine.optim.sgd import SGD
+from topograd import Tensor, manual_seed, nn
+from topograd import functional as F
+from topograd.optim import SGD, lr_range_test, suggest_lr
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -2,10 +2,10 @@
 
 import numpy as np
 import pytest
+from topograd.engine.registry import UnknownNameError
 
-from engine import Graph, Tensor, gradcheck, nn
-from engine import functional as F
-from engine.registry import UnknownNameError
+from topograd import Graph, Tensor, gradcheck, nn
+from topograd import functional as F
 
 
 def mlp():

@@ -11,12 +11,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from hypothesis import given, settings
+from topograd.engine import OPS, Op, Tensor
+from topograd.engine.ops import ARG_KINDS, DOMAINS
+from topograd.engine.testing.op_inputs import DOMAIN_VALUES, KIND_STRATEGIES
 
-import engine
-from engine import OPS, Op, Tensor
-from engine.ops import ARG_KINDS, DOMAINS
-from engine.testing import assert_op_gradients, op_inputs
-from engine.testing.op_inputs import DOMAIN_VALUES, KIND_STRATEGIES
+from topograd import engine
+from topograd.testing import assert_op_gradients, op_inputs
 
 MAX_EXAMPLES = 200  # per op, as the issue asks: no false alarm over 200 draws
 

@@ -32,11 +32,9 @@ import itertools
 import numpy as np
 import pytest
 
-from engine import Tensor, nn
-from engine import functional as F
-from engine.optim.adam import Adam, AdamW, NAdam
-from engine.optim.adaptive import Adadelta, Adagrad, RMSprop
-from engine.optim.sgd import SGD
+from topograd import Tensor, nn
+from topograd import functional as F
+from topograd.optim import SGD, Adadelta, Adagrad, Adam, AdamW, NAdam, RMSprop
 
 torch = pytest.importorskip("torch")
 

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from hypothesis import Phase, seed
 from hypothesis import strategies as st
+from topograd.engine import OPS, Op, apply
 
-import engine.executor
-from engine import OPS, Op, apply
-from engine.testing import (
+from topograd import engine
+from topograd.testing import (
     GradientMismatchError,
     arrays,
     assert_op_gradients,

@@ -13,14 +13,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.data.datasets import load_digits, split
-from engine.data.preprocess import (
+from topograd.data import (
     PCA,
     MeanSubtraction,
     NotFittedError,
     Pipeline,
     Standardize,
     Whitening,
+    load_digits,
+    split,
 )
 
 

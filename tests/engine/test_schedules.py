@@ -14,8 +14,9 @@ import warnings
 import numpy as np
 import pytest
 
-from engine import Tensor
-from engine.optim.schedules import (
+from topograd import Tensor
+from topograd.optim import SGD
+from topograd.optim.schedules import (
     CosineAnnealingLR,
     CosineAnnealingWarmRestarts,
     CyclicLR,
@@ -26,7 +27,6 @@ from engine.optim.schedules import (
     MultiStepLR,
     StepLR,
 )
-from engine.optim.sgd import SGD
 
 torch = pytest.importorskip("torch")
 TS = torch.optim.lr_scheduler

@@ -5,12 +5,7 @@ import math
 
 import numpy as np
 import pytest
-
-from engine import nn
-from engine.data.datasets import make_moons, split
-from engine.optim import SGD
-from engine.train.history import History
-from engine.train.search import (
+from topograd.engine.train.search import (
     Choice,
     IntUniform,
     LogUniform,
@@ -23,6 +18,11 @@ from engine.train.search import (
     narrow_space,
     random_search,
 )
+
+from topograd import nn
+from topograd.data import make_moons, split
+from topograd.optim import SGD
+from topograd.train import History
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

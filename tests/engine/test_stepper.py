@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine import Graph, Stepper, Tensor
+from topograd import Graph, Stepper, Tensor
 
 STEP = 1e-6  # central-difference step
 

@@ -8,13 +8,13 @@ import math
 
 import numpy as np
 import pytest
+import topograd.engine.functional as F
 from hypothesis import find, given, seed, settings
 from hypothesis import strategies as st
 from hypothesis.errors import NoSuchExample
+from topograd.engine import Op, Tensor, apply, nn
 
-import engine.functional as F
-from engine import Op, Tensor, apply, nn
-from engine.testing import (
+from topograd.testing import (
     GradientMismatchError,
     arrays,
     assert_gradients,

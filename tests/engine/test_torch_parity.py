@@ -9,9 +9,8 @@ input (and of every parameter and running statistic for layers), to a relative t
 import numpy as np
 import pytest
 
-import engine
-from engine import functional as F
-from engine import nn
+from topograd import engine, nn
+from topograd import functional as F
 
 torch = pytest.importorskip("torch")
 TF = torch.nn.functional

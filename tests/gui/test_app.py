@@ -18,7 +18,7 @@ NEURON = ROOT / "samples" / "neuron.tg"
 
 def topograd_gui(args, env_extra, tmp_path, wrapper=()):
     env = dict(os.environ, TOPOGRAD_CACHE=str(tmp_path / "cache"), **env_extra)
-    command = [*wrapper, sys.executable, "-m", "dsl.cli", "gui", *map(str, args)]
+    command = [*wrapper, sys.executable, "-m", "topograd", "gui", *map(str, args)]
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=120, cwd=ROOT)
 
 

@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PySide6.QtCore import QSettings, Qt
+from topograd.dsl.commands.common import load_spec
+from topograd.dsl.inspect import graph_subject
+from topograd.dsl.plugins import load_plugin
+from topograd.gui.documents import RecentFiles
+from topograd.gui.window import MainWindow
 
-from dsl.commands.common import load_spec
-from dsl.inspect import graph_subject
-from dsl.plugins import load_plugin
-from engine import unregister_op
-from gui.documents import RecentFiles
-from gui.window import MainWindow
+from topograd import unregister_op
 
 PLUGINS = Path(__file__).resolve().parents[2] / "samples" / "plugins"
 

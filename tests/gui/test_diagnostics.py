@@ -7,10 +7,10 @@ import re
 from pathlib import Path
 
 import pytest
+from topograd.dsl.commands.common import load_spec
+from topograd.gui.diagnostics import describe, diagnose, qt_offset
 
-import gui.diagnostics
-from dsl.commands.common import load_spec
-from gui.diagnostics import describe, diagnose, qt_offset
+from topograd import gui
 
 SAMPLES = sorted((Path(__file__).resolve().parents[2] / "samples").glob("*.tg"))
 

@@ -8,10 +8,9 @@ import stat
 
 import pytest
 from PySide6.QtCore import QSettings
-
-from dsl.commands.common import load_spec
-from gui.diagnostics import diagnose
-from gui.documents import BOM, RECENT_LIMIT, UNTITLED, Document, RecentFiles
+from topograd.dsl.commands.common import load_spec
+from topograd.gui.diagnostics import diagnose
+from topograd.gui.documents import BOM, RECENT_LIMIT, UNTITLED, Document, RecentFiles
 
 WAIT_MS = 3000  # the longest a file-system notice may take to arrive
 

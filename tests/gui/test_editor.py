@@ -10,11 +10,10 @@ import pytest
 from PySide6.QtCore import QEvent, QPoint, Qt
 from PySide6.QtGui import QHelpEvent, QTextCharFormat, QTextCursor
 from PySide6.QtWidgets import QApplication, QToolTip
-
-from gui.diagnostics import diagnose
-from gui.editor import ERROR, CodeEditor, DebouncedChecker
-from gui.highlight import classify, keywords
-from gui.problems import NO_PROBLEMS, ProblemsList
+from topograd.gui.diagnostics import diagnose
+from topograd.gui.editor import ERROR, CodeEditor, DebouncedChecker
+from topograd.gui.highlight import classify, keywords
+from topograd.gui.problems import NO_PROBLEMS, ProblemsList
 
 GRAMMAR = Path(__file__).resolve().parents[2] / "dsl" / "grammar.lark"
 

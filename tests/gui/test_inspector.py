@@ -5,13 +5,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PySide6.QtCore import Qt
+from topograd.dsl.commands.common import load_spec
+from topograd.gui.heatmap import (
+    DIVERGING_COLOURS,
+    SEQUENTIAL_COLOURS,
+    HeatmapWidget,
+    HistogramWidget,
+)
+from topograd.gui.inspector import DIGITS, LEAF_FORMULAS, VALUE_ROLE, Inspector
+from topograd.gui.model import GraphView, NodeView
+from topograd.gui.values import ValueView, format_number
 
-import dsl.inspect
-from dsl.commands.common import load_spec
-from gui.heatmap import DIVERGING_COLOURS, SEQUENTIAL_COLOURS, HeatmapWidget, HistogramWidget
-from gui.inspector import DIGITS, LEAF_FORMULAS, VALUE_ROLE, Inspector
-from gui.model import GraphView, NodeView
-from gui.values import ValueView, format_number
+from topograd import dsl
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 STAT_NAMES = ("shape", "dtype", "mean", "std", "min", "max", "nonfinite")

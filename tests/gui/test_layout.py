@@ -9,12 +9,11 @@ import shutil
 from itertools import pairwise
 
 import pytest
-
-from dsl import inspect
-from dsl.commands.common import load_spec
-from gui import layout as layout_module
-from gui import layout_layered
-from gui.layout import (
+from topograd.dsl import inspect
+from topograd.dsl.commands.common import load_spec
+from topograd.gui import layout as layout_module
+from topograd.gui import layout_layered
+from topograd.gui.layout import (
     LayoutEdge,
     LayoutGroup,
     LayoutInput,
@@ -25,8 +24,8 @@ from gui.layout import (
     text_width,
     visible_input,
 )
-from gui.layout_layered import layered_layout
-from gui.model import GraphView, GroupView, NodeView
+from topograd.gui.layout_layered import layered_layout
+from topograd.gui.model import GraphView, GroupView, NodeView
 
 HAS_DOT = shutil.which("dot") is not None
 needs_dot = pytest.mark.skipif(not HAS_DOT, reason="graphviz dot is not installed")

@@ -11,14 +11,13 @@ import pytest
 from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QColor, QImage
 from PySide6.QtTest import QTest
+from topograd.gui.items import EDGE_WIDTH, EdgeItem, GroupItem, NodeItem
+from topograd.gui.layout import Layout, compute_layout, visible_input
+from topograd.gui.model import GraphView, GroupView, NodeView
+from topograd.gui.scene import GraphScene
+from topograd.gui.view import GraphCanvas
 
-import dsl.commands.common
-import dsl.inspect
-from gui.items import EDGE_WIDTH, EdgeItem, GroupItem, NodeItem
-from gui.layout import Layout, compute_layout, visible_input
-from gui.model import GraphView, GroupView, NodeView
-from gui.scene import GraphScene
-from gui.view import GraphCanvas
+from topograd import dsl
 
 ROOT = Path(__file__).resolve().parents[2]
 BN = "g:digits_mlp.1"  # the first batch norm layer: 2 parameters, 1 constant, 9 ops

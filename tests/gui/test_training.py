@@ -8,14 +8,11 @@ import time
 import numpy as np
 import pytest
 from PySide6.QtCore import QTimer
-
-import gui.training
-from dsl.build import build
-from dsl.commands.common import load_spec
-from dsl.training import fit_arguments
-from engine.train.fit import fit
-from engine.train.history import INTERRUPTED
-from gui.training import (
+from topograd.dsl.build import build
+from topograd.dsl.commands.common import load_spec
+from topograd.dsl.training import fit_arguments
+from topograd.engine.train.history import INTERRUPTED
+from topograd.gui.training import (
     COMPLETED,
     REPORT_INTERVAL,
     STOPPED,
@@ -24,6 +21,9 @@ from gui.training import (
     TrainingRun,
     steps_per_epoch,
 )
+
+from topograd import gui
+from topograd.train import fit
 
 SAMPLE = "samples/digits.tg"
 

@@ -4,8 +4,7 @@ import math
 
 import numpy as np
 import pytest
-
-from gui.values import (
+from topograd.gui.values import (
     HEAT_NAN,
     HEAT_SIDE,
     HEAT_ZERO,

@@ -9,12 +9,11 @@ from PySide6.QtGui import QMouseEvent, QWheelEvent
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication, QGraphicsView
 from test_scene import grid_layout  # the scene tests' hand-made layout
+from topograd.gui.model import GraphView
+from topograd.gui.scene import GraphScene
+from topograd.gui.view import MAX_ZOOM, MIN_ZOOM, ZOOM_STEP, GraphCanvas, SearchBar
 
-import dsl.commands.common
-import dsl.inspect
-from gui.model import GraphView
-from gui.scene import GraphScene
-from gui.view import MAX_ZOOM, MIN_ZOOM, ZOOM_STEP, GraphCanvas, SearchBar
+from topograd import dsl
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -12,12 +12,11 @@ import numpy as np
 import pytest
 from PySide6.QtCore import QSettings, Qt
 from PySide6.QtGui import QImage, QKeySequence
-
-from dsl.commands.common import load_spec
-from dsl.inspect import graph_subject, network_subject
-from gui.actions import ALL
-from gui.documents import RecentFiles
-from gui.window import MainWindow
+from topograd.dsl.commands.common import load_spec
+from topograd.dsl.inspect import graph_subject, network_subject
+from topograd.gui.actions import ALL
+from topograd.gui.documents import RecentFiles
+from topograd.gui.window import MainWindow
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 SMALL_SAMPLES = sorted(p.name for p in SAMPLES.glob("*.tg") if p.name != "moons_scalar.tg")

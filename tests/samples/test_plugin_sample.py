@@ -10,15 +10,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from topograd.dsl.build import build_graph
+from topograd.dsl.cli import main
+from topograd.dsl.plugins import load_plugin
+from topograd.engine import OPS, unregister_op
+from topograd.engine.custom_ops import CUSTOM
 
-import dsl
-from dsl.build import build_graph
-from dsl.cli import main
-from dsl.plugins import load_plugin
-from engine import OPS, unregister_op
-from engine.custom_ops import CUSTOM
-from engine.testing import arrays, assert_op_gradients, gradients_hold
-from engine.train import evaluate, fit
+from topograd import dsl
+from topograd.testing import arrays, assert_op_gradients, gradients_hold
+from topograd.train import evaluate, fit
 
 PLUGINS = Path(__file__).resolve().parents[2] / "samples" / "plugins"
 SWISH = PLUGINS / "swish.py"

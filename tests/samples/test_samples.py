@@ -19,7 +19,7 @@ def test_moons_sample_learns_and_writes_its_graph(tmp_path):
 
 
 def test_demo_command_runs_and_rejects_bad_options():
-    run = [sys.executable, "-m", "dsl.cli", "demo", "--epochs", "2"]
+    run = [sys.executable, "-m", "topograd", "demo", "--epochs", "2"]
     done = subprocess.run(run, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     assert "test accuracy" in done.stdout

@@ -13,13 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from topograd.dsl.build import build_graph, distribution
 
-import dsl
-from dsl.build import build_graph, distribution
-from engine import Tensor, nn
-from engine.data.datasets import batches
-from engine.optim.lr_finder import lr_range_test
-from engine.train import evaluate, fit, snapshot_ensemble
+from topograd import Tensor, dsl, nn
+from topograd.data import batches
+from topograd.optim import lr_range_test
+from topograd.train import evaluate, fit, snapshot_ensemble
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 TG_SAMPLES = sorted(SAMPLES.glob("*.tg"))

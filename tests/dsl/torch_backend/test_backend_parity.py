@@ -18,13 +18,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from topograd.dsl import Source, build, load
+from topograd.dsl.training import fit_arguments
 
-from dsl import Source, build, load
-from dsl.training import fit_arguments
-from engine.train.fit import fit
+from topograd.train import fit
 
 pytest.importorskip("torch")
-from dsl.torch_backend.fit import torch_fit
+from topograd.dsl.torch_backend.fit import torch_fit
 
 SAMPLES = Path(__file__).resolve().parents[3] / "samples"
 RTOL = 1e-9

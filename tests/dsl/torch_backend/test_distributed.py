@@ -14,14 +14,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from topograd.dsl import Source, build, load
+from topograd.dsl.cli import main
+from topograd.dsl.training import fit_arguments
 
-from dsl import Source, build, load
-from dsl.cli import main
-from dsl.training import fit_arguments
-from engine.train.checkpoint import save_checkpoint
+from topograd.train import save_checkpoint
 
 pytest.importorskip("torch")
-from dsl.torch_backend.fit import torch_fit
+from topograd.dsl.torch_backend.fit import torch_fit
 
 SAMPLES = Path(__file__).resolve().parents[3] / "samples"
 

@@ -22,21 +22,22 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from dsl import load, read_source
-from dsl.build import build
-from dsl.cli import main
-from dsl.torch_backend.export import (
+from topograd.dsl import load, read_source
+from topograd.dsl.build import build
+from topograd.dsl.cli import main
+from topograd.dsl.torch_backend.export import (
     ACTIVATIONS,
     AUGMENTATION_CALLS,
     AUGMENTATION_SOURCE,
     OPTIMIZER_TABLE,
     SCHEDULE_TABLE,
 )
-from dsl.training import fit_arguments
-from engine.data.augment import AUGMENTATIONS
-from engine.optim import OPTIMIZERS
-from engine.optim.schedules import SCHEDULES
-from engine.train import evaluate, fit
+from topograd.dsl.training import fit_arguments
+from topograd.engine.data.augment import AUGMENTATIONS
+
+from topograd.optim import OPTIMIZERS
+from topograd.optim.schedules import SCHEDULES
+from topograd.train import evaluate, fit
 
 ROOT = Path(__file__).resolve().parents[3]
 SAMPLES = ROOT / "samples"
@@ -324,8 +325,9 @@ def test_a_plugins_op_is_refused(tmp_path, capsys):
     try:
         refused(tmp_path, capsys, argv, "the custom op 'swish' at line 27")
     finally:
-        from engine import unregister_op
-        from engine.custom_ops import CUSTOM
+        from topograd.engine.custom_ops import CUSTOM
+
+        from topograd import unregister_op
 
         if "swish" in CUSTOM:
             unregister_op("swish")

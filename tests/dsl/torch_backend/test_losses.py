@@ -8,14 +8,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import dsl
-from engine import Tensor
-from engine.functional import LOSSES as ENGINE_LOSSES
+from topograd import Tensor, dsl
+from topograd.functional import LOSSES as ENGINE_LOSSES
 
 torch = pytest.importorskip("torch")
 
-from dsl.torch_backend.losses import LOSSES, to_torch_loss
-from dsl.torch_backend.modules import (
+from topograd.dsl.torch_backend.losses import LOSSES, to_torch_loss
+from topograd.dsl.torch_backend.modules import (
     to_torch_module,
     torch_parameters,
     transposed_parameters,

@@ -10,17 +10,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from topograd.engine.custom_ops import CUSTOM
 
-import dsl
-from engine import Tensor, define_op, nn, unregister_op
-from engine.custom_ops import CUSTOM
-from engine.nn.layers import LAYERS
+from topograd import Tensor, define_op, dsl, nn, unregister_op
+from topograd.nn import LAYERS
 
 torch = pytest.importorskip("torch")
 
-from dsl.torch_backend import UnsupportedError
-from dsl.torch_backend.losses import to_torch_loss
-from dsl.torch_backend.modules import (
+from topograd.dsl.torch_backend import UnsupportedError
+from topograd.dsl.torch_backend.losses import to_torch_loss
+from topograd.dsl.torch_backend.modules import (
     copy_weights_to_engine,
     copy_weights_to_torch,
     to_torch_module,

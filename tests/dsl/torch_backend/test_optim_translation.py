@@ -12,14 +12,15 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from dsl.torch_backend import UnsupportedError
-from dsl.torch_backend.optim import (
+from topograd.dsl.torch_backend import UnsupportedError
+from topograd.dsl.torch_backend.optim import (
     copy_optimizer_state_to_engine,
     copy_optimizer_state_to_torch,
     to_torch_optimizer,
 )
-from engine import optim
-from engine.nn import Parameter
+
+from topograd import optim
+from topograd.nn import Parameter
 
 SHAPES = [(3, 4), (4,), (), (5, 5), (2, 3, 2), ()]
 TRANSPOSED = {0, 3}  # engine (in, out) weights that torch stores as (out, in)
@@ -333,10 +334,11 @@ def test_adagrad_takes_each_groups_initial_accumulator_value():
 def test_the_model_files_decay_weights_groups_with_a_schedule():
     """dsl.build's optimizer (`decay weights`: weights first, then the rest without decay) and
     a warm-up schedule, translated together: the lr the schedule writes drives both."""
-    from dsl.build import build_optimizer, build_schedule
-    from dsl.spec import Entry
-    from dsl.torch_backend.schedules import to_torch_schedule
-    from engine import nn
+    from topograd.dsl.build import build_optimizer, build_schedule
+    from topograd.dsl.spec import Entry
+    from topograd.dsl.torch_backend.schedules import to_torch_schedule
+
+    from topograd import nn
 
     model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Linear(4, 4))
     adam = build_optimizer(Entry("adam", {"lr": 0.01, "weight_decay": 0.1}), model, decay="weights")

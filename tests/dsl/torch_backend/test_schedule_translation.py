@@ -8,8 +8,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from dsl.torch_backend import UnsupportedError
-from dsl.torch_backend.schedules import (
+from topograd.dsl.torch_backend import UnsupportedError
+from topograd.dsl.torch_backend.schedules import (
     InverseTimeLR,
     LinearWarmupLR,
     WarmRestartsLR,
@@ -17,7 +17,7 @@ from dsl.torch_backend.schedules import (
     copy_schedule_state_to_torch,
     to_torch_schedule,
 )
-from engine.optim import schedules as S
+from topograd.engine.optim import schedules as S
 
 pytestmark = pytest.mark.filterwarnings("error")  # torch's "step order" warnings included
 

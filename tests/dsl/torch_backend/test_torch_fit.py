@@ -14,15 +14,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from topograd.dsl import Source, build, load, read_source
+from topograd.dsl.cli import main
+from topograd.dsl.training import fit_arguments
+from topograd.engine.train.history import NONFINITE
 
-from dsl import Source, build, load, read_source
-from dsl.cli import main
-from dsl.training import fit_arguments
-from engine.train import evaluate, load_checkpoint
-from engine.train.history import NONFINITE
+from topograd.train import evaluate, load_checkpoint
 
 pytest.importorskip("torch")
-from dsl.torch_backend.fit import torch_fit
+from topograd.dsl.torch_backend.fit import torch_fit
 
 ROOT = Path(__file__).resolve().parents[3]
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -149,7 +149,7 @@ def test_the_numpy_engine_never_imports_torch(tmp_path):
     path = model_file(tmp_path, extra="epochs 1")
     script = (
         "import sys\n"
-        "from dsl.cli import main\n"
+        "from topograd.dsl.cli import main\n"
         f"code = main(['run', {str(path)!r}, '--no-progress', '--no-plots'])\n"
         "assert code == 0, code\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"

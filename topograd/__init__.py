@@ -1,0 +1,83 @@
+"""topograd: an autodiff computation-graph engine you can see.
+
+The public face follows PyTorch's habits:
+
+>>> import topograd as tg
+>>> import topograd.functional as F
+>>> x = tg.Tensor([1.0, -2.0, 3.0], requires_grad=True)
+>>> (F.relu(x) * x).sum().backward()
+>>> x.grad.tolist()
+[2.0, 0.0, 6.0]
+
+`tg.nn`, `tg.optim`, `tg.functional`, `tg.data`, `tg.train` and `tg.testing` re-export the
+engine's layers, optimizers, functions, data kit, training kit and gradient-testing kit; the
+parts themselves are `topograd.engine`, `topograd.dsl` (the model language and the command
+line) and `topograd.gui` (the window, imported only when asked for).
+"""
+
+import importlib
+
+from topograd import data, functional, nn, optim, train
+from topograd.engine import (
+    AnomalyError,
+    Graph,
+    NodeInfo,
+    Op,
+    StepEvent,
+    Stepper,
+    Tensor,
+    define_op,
+    detect_anomaly,
+    enable_grad,
+    gradcheck,
+    is_grad_enabled,
+    manual_seed,
+    no_grad,
+    register_op,
+    unregister_op,
+)
+from topograd.train import History, fit
+
+
+def __getattr__(name):
+    """`tg.testing` (hypothesis) and `tg.__version__` (importlib.metadata) load on first use:
+    together they would double the time `import topograd` takes."""
+    if name == "testing":
+        return importlib.import_module("topograd.testing")
+    if name == "__version__":
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return version("topograd")
+        except PackageNotFoundError:  # a checkout that was never installed
+            return "unknown"
+    raise AttributeError(f"module 'topograd' has no attribute {name!r}")
+
+
+__all__ = [
+    "AnomalyError",
+    "Graph",
+    "History",
+    "NodeInfo",
+    "Op",
+    "StepEvent",
+    "Stepper",
+    "Tensor",
+    "__version__",
+    "data",
+    "define_op",
+    "detect_anomaly",
+    "enable_grad",
+    "fit",
+    "functional",
+    "gradcheck",
+    "is_grad_enabled",
+    "manual_seed",
+    "nn",
+    "no_grad",
+    "optim",
+    "register_op",
+    "testing",
+    "train",
+    "unregister_op",
+]
