@@ -96,7 +96,7 @@ def _pad(x, padding):
 CHUNK_BYTES = 2**20  # im2col works on a few samples at a time: about this many bytes of columns
 
 
-def _conv2d(x, w, stride=(1, 1), padding=(0, 0)):
+def _conv2d(x, w, stride=(1, 1), padding=(0, 0), save=True):
     stride, padding = _pair(stride, "stride"), _pair(padding, "padding")
     _check_image(x.shape)
     _check_image(w.shape, "weight (F, C, HH, WW)")
@@ -112,15 +112,16 @@ def _conv2d(x, w, stride=(1, 1), padding=(0, 0)):
     out = np.empty((n, f, ho, wo), dtype=np.result_type(x, w))
     # The samples go through in chunks whose columns fit in the cache, so that each chunk's
     # im2col copy is still there when the matrix product reads it; the columns are kept for
-    # the VJP's weight gradient.
+    # the VJP's weight gradient, unless nothing will backpropagate (`save=False`).
     chunk = max(1, CHUNK_BYTES // (w2.shape[1] * ho * wo * out.itemsize))
     saved = []
     for start in range(0, n, chunk):
         cols = _im2col(windows[start : start + chunk])
         part = (w2 @ cols).reshape(f, -1, ho, wo)  # (F, chunk, H', W')
         out[start : start + chunk] = part.transpose(1, 0, 2, 3)
-        saved.append(cols)
-    return out, (chunk, saved)
+        if save:
+            saved.append(cols)
+    return out, ((chunk, saved) if save else None)
 
 
 def _windows(x_pad, kernel, stride, out_size):
@@ -175,6 +176,7 @@ register_op(
         "dw = g @ im2col(x)^T; dx = col2im(w^T @ g) (summed over kernel offsets)",
         kind="conv2d",
         saves=True,
+        optional_save=True,
         takes_needs=True,
     )
 )

@@ -3,23 +3,48 @@
 Eager tensor operations, `Tensor.backward()`, a training step and the GUI's stepper all run
 through `evaluate` and `iter_backward` here, so stepping through a pass shows exactly what
 training computes.
+
+A backward pass keeps its bookkeeping (how many users of each node are still to send their
+gradient, the gradients pending) to itself, so passes never see each other's: two threads
+backpropagating through a shared parameter, a stepper paused half-way and a `backward()`
+are independent. Only adding into a leaf's `.grad` touches shared state, under a lock.
 """
 
 from __future__ import annotations
 
 import gc
+import threading
 from collections import deque
 from operator import attrgetter
 
 import numpy as np
-from topograd.engine.modes import STATE, AnomalyError
+from topograd.engine.modes import AnomalyError, current_modes
 from topograd.engine.ops import unbroadcast
 
 
-def evaluate(op, inputs, attrs):
-    """Run `op` forward on the input nodes' data; return (value, saved context or None)."""
+class _Freed:
+    """The `ctx` of a node whose graph a backward pass freed (see `run_backward`)."""
+
+    __slots__ = ()
+
+    def __repr__(self):
+        return "FREED"
+
+
+FREED = _Freed()
+_GRAD_LOCK = threading.Lock()
+
+
+def evaluate(op, inputs, attrs, keep=True):
+    """Run `op` forward on the input nodes' data; return (value, saved context or None).
+
+    With `keep=False` (nothing will backpropagate through the node) an op that can skip
+    saving its context (`Op.optional_save`: convolution's im2col columns) does not make it.
+    """
     if op.floats_ok and len(inputs) == 2 and not attrs:
         return op.forward(inputs[0]._data, inputs[1]._data), None
+    if not keep and op.optional_save:
+        return op.forward(*_arguments(op, inputs), save=False, **attrs)
     out = op.forward(*_arguments(op, inputs), **attrs)
     return out if op.saves else (out, None)
 
@@ -92,101 +117,152 @@ def store_grad(node, g):
 
     A gradient is stored as it is when it owns its writable buffer (VJPs return fresh arrays;
     passed-through ones are copied before they reach a leaf); views and broadcasts are
-    copied, so `.grad` can always be modified in place.
+    copied, so `.grad` can always be modified in place. The lock makes the read-add-write
+    atomic when several threads backpropagate into one parameter.
     """
-    if node._grad is not None:
-        g = node._grad + g
-    elif type(g) is np.ndarray and not (g.flags.owndata and g.flags.writeable):
+    if type(g) is np.ndarray and not (g.flags.owndata and g.flags.writeable):
         g = g.copy()
-    node._grad = g
+    with _GRAD_LOCK:
+        previous = node._grad
+        node._grad = g if previous is None else previous + g
 
 
-def count_users(root):
-    """Every node that needs a gradient and is reachable from `root`; afterwards each one's
-    `_users` holds how many edges lead into it from the others (an explicit-stack walk, so
-    a chain of a million nodes needs no recursion)."""
-    reached = [root]
+def count_users(root) -> dict:
+    """For every node that needs a gradient and is reachable from `root`, a record [how many
+    edges lead into it from the others, its pending gradient (None)]: an explicit-stack
+    walk, so a chain of a million nodes needs no recursion.
+
+    The walk also checks, before any gradient is computed (so a refused pass changes no
+    `.grad`), that no node's graph was freed by an earlier backward and that no value a VJP
+    will read was modified after the forward pass used it.
+    """
+    users = {}
     stack = [root]
-    push, pop, keep = stack.append, stack.pop, reached.append
+    push, pop, known = stack.append, stack.pop, users.get
     while stack:
-        for parent in pop().inputs:
+        node = pop()
+        op = node.op
+        if op is None:
+            continue
+        if node.ctx is FREED:
+            raise RuntimeError(_freed_message(node, root))
+        check = op.uses_values
+        saved = node._saved
+        if check and node._changed > saved:
+            raise RuntimeError(_modified_message(node))
+        for parent in node.inputs:
+            if check and parent._changed > saved:
+                raise RuntimeError(_modified_message(node))
             if parent.requires_grad:
-                if parent._users == 0:
+                record = known(parent)
+                if record is None:
+                    users[parent] = [1, None]
                     push(parent)
-                    keep(parent)
-                parent._users += 1
-    return reached
+                else:
+                    record[0] += 1
+    return users
 
 
-def iter_backward(root, grad):
+def _freed_message(node, root) -> str:
+    where = "" if node is root else f" (reached from {describe(root)})"
+    return (
+        f"backward through {describe(node)}{where} a second time: the first backward() "
+        "freed its graph to save memory. Call backward(retain_graph=True) the first time to "
+        "backpropagate through the same graph again, or compute the forward pass anew."
+    )
+
+
+def _modified_message(node) -> str:
+    changed = ", ".join(
+        f"{describe(t)} (version {t._version})"
+        for t in (*node.inputs, node)
+        if t._changed > node._saved
+    )
+    return (
+        f"a value needed to backpropagate through {describe(node)} was modified in place "
+        f"after the forward pass used it: {changed or 'one of its inputs'}. An optimizer step, "
+        "`.data =` or an in-place operator between forward and backward does this; run the "
+        "forward pass again after changing values (or clone a value before changing it)."
+    )
+
+
+def iter_backward(root, grad, retain_graph=True):
     """Run backward from `root` one node at a time, yielding (node, gradient) as it goes.
 
     Nodes come in reverse topological order (Kahn's algorithm: a node is ready once every
     node that uses it has passed its gradient back), so a node's gradient is complete, every
     branch summed, when it is yielded. Each VJP result is summed back to its input's shape
     here, the one place where broadcasting is undone. Leaves accumulate into `.grad`, as in
-    PyTorch. Counters and pending gradients live on the nodes and are cleared even if the
-    pass stops early.
+    PyTorch. The counters and pending gradients are this pass's own.
+
+    Without `retain_graph`, each op node is freed once its VJP has run: its links to its
+    inputs and its saved context are dropped, as PyTorch frees saved tensors after backward.
+    Values stay (they are the tensors' own); intermediate values nobody else holds are
+    released, so a list of past losses no longer keeps every activation alive.
     """
-    reached = count_users(root)
-    anomaly = STATE.anomaly
-    root._pending = grad
+    records = count_users(root)
+    anomaly = current_modes().anomaly
+    records[root] = [0, grad]
     ready = [root]
     push, pop = ready.append, ready.pop
-    try:
-        while ready:
-            node = pop()
-            g = node._pending
-            node._pending = None
-            op = node.op
-            if op is None:
-                if g is not None:
-                    store_grad(node, g)
-                    yield node, g
-                continue
-            inputs = node.inputs
-            if g is None:  # no branch sent a gradient: only release the inputs
-                for parent in inputs:
-                    if parent.requires_grad:
-                        parent._users -= 1
-                        if not parent._users:
-                            push(parent)
-                continue
-            if node.retains_grad:
+    while ready:
+        node = pop()
+        record = records[node]
+        g = record[1]
+        record[1] = None  # released as soon as it is passed on
+        op = node.op
+        if op is None:
+            if g is not None:
                 store_grad(node, g)
-            if op.floats_ok and len(inputs) == 2:  # scalar-mode arithmetic, dispatched inline
-                a, b = inputs
-                if op.takes_needs:
-                    needs = (a.requires_grad, b.requires_grad)
-                    in_grads = op.vjp(g, node._data, a._data, b._data, needs=needs)
-                else:
-                    in_grads = op.vjp(g, node._data, a._data, b._data)
+                yield node, g
+            continue
+        inputs = node.inputs
+        if g is None:  # no branch sent a gradient: only release the inputs
+            if not retain_graph:
+                node.inputs = ()
+                node.ctx = FREED
+            for parent in inputs:
+                if parent.requires_grad:
+                    record = records[parent]
+                    record[0] -= 1
+                    if not record[0]:
+                        push(parent)
+            continue
+        if node.retains_grad:  # its own copy: no two nodes' .grad are one array
+            store_grad(node, g.copy() if type(g) is np.ndarray else g)
+        if op.floats_ok and len(inputs) == 2:  # scalar-mode arithmetic, dispatched inline
+            a, b = inputs
+            if op.takes_needs:
+                needs = (a.requires_grad, b.requires_grad)
+                in_grads = op.vjp(g, node._data, a._data, b._data, needs=needs)
             else:
-                in_grads = vjp_of(node, g)
-            for parent, pg in zip(inputs, in_grads):
-                if not parent.requires_grad:
-                    continue
-                if pg is not None:
-                    if type(pg) is np.ndarray:
-                        data = parent._data
-                        shape = () if type(data) is float else data.shape
-                        if pg.shape != shape:
-                            pg = unbroadcast(pg, shape)
-                        if pg is g and parent.op is None:
-                            pg = pg.copy()  # a passed-through gradient may reach several leaves
-                    if anomaly:
-                        _check_finite_gradient(node, parent, pg)
-                    previous = parent._pending
-                    parent._pending = pg if previous is None else previous + pg
-                users = parent._users - 1
-                parent._users = users
-                if not users:
-                    push(parent)
-            yield node, g
-    finally:
-        for node in reached:
-            node._pending = None
-            node._users = 0
+                in_grads = op.vjp(g, node._data, a._data, b._data)
+        else:
+            in_grads = vjp_of(node, g)
+        if not retain_graph:  # done with the node: free its links and saved context
+            node.inputs = ()
+            node.ctx = FREED
+        for parent, pg in zip(inputs, in_grads):
+            if not parent.requires_grad:
+                continue
+            record = records[parent]
+            if pg is not None:
+                if type(pg) is np.ndarray:
+                    data = parent._data
+                    shape = () if type(data) is float else data.shape
+                    if pg.shape != shape:
+                        pg = unbroadcast(pg, shape)
+                    if pg is g and parent.op is None:
+                        pg = pg.copy()  # a passed-through gradient may reach several leaves
+                if anomaly:
+                    _check_finite_gradient(node, parent, pg)
+                previous = record[1]
+                record[1] = pg if previous is None else previous + pg
+            count = record[0] - 1
+            record[0] = count
+            if not count:
+                push(parent)
+        yield node, g
 
 
 def _check_finite_gradient(node, parent, pg):
@@ -199,7 +275,7 @@ def _check_finite_gradient(node, parent, pg):
         )
 
 
-def run_backward(root, grad):
+def run_backward(root, grad, retain_graph=False):
     """Consume `iter_backward` without keeping anything: what `Tensor.backward` does.
 
     The pass allocates many short-lived objects but creates no reference cycles, so the
@@ -209,7 +285,7 @@ def run_backward(root, grad):
     collecting = gc.isenabled()
     gc.disable()
     try:
-        deque(iter_backward(root, grad), maxlen=0)
+        deque(iter_backward(root, grad, retain_graph), maxlen=0)
     finally:
         if collecting:
             gc.enable()

@@ -62,6 +62,27 @@ def maximum(x, y):
     return apply(OPS["maximum"], x, x._lift(y))
 
 
+def minimum(x, y):
+    """Elementwise minimum with broadcasting, composed as -maximum(-x, -y) (ties split)."""
+    x = _tensor(x)
+    return -maximum(-x, -x._lift(y))
+
+
+def where(condition, x, y):
+    """x where `condition` holds, else y, with broadcasting (a primitive, torch.where).
+
+    The condition (a boolean array or tensor; nonzero counts as true) is a constant input
+    that gets no gradient; a number for x or y becomes a constant in the other's dtype.
+    """
+    if not isinstance(condition, Tensor) or condition.dtype != np.bool_:
+        data = condition._data if isinstance(condition, Tensor) else condition
+        condition = Tensor._const(np.asarray(data, dtype=bool))
+    if isinstance(y, Tensor) and not isinstance(x, Tensor):
+        x = y._lift(x)
+    x = _tensor(x)
+    return apply(OPS["where"], condition, x, x._lift(y))
+
+
 def softmax(x, axis=-1):
     return apply(OPS["softmax"], _tensor(x), axis=axis)
 
@@ -76,6 +97,19 @@ def concat(tensors, axis=0):
     if not tensors:
         raise ValueError("concat needs at least one tensor")
     return apply(OPS["concat"], *tensors, axis=axis)
+
+
+def stack(tensors, axis=0):
+    """Join tensors of one shape along a new axis `axis` (a primitive, torch.stack)."""
+    tensors = [_tensor(t) for t in tensors]
+    if not tensors:
+        raise ValueError("stack needs at least one tensor")
+    return apply(OPS["stack"], *tensors, axis=axis)
+
+
+def _stack_arguments(*tensors, axis=0):
+    """stack as a graph expression calls it, tensors as arguments: stack(a, b, axis=1)."""
+    return stack(tensors, axis=axis)
 
 
 # --- losses ------------------------------------------------------------------------------
@@ -364,7 +398,19 @@ def _method(name):
 
 FUNCTIONS = Registry("function")
 """Functions a graph expression may call, by name: tensors in, a tensor out."""
-for _name in ("exp", "log", "sqrt", "abs", "clip", "sum", "mean", "max", "reshape", "transpose"):
+for _name in (
+    "exp",
+    "log",
+    "sqrt",
+    "abs",
+    "clip",
+    "sum",
+    "mean",
+    "max",
+    "min",
+    "reshape",
+    "transpose",
+):
     FUNCTIONS.register(_name)(_method(_name))
 for _name, _function in (
     ("tanh", tanh),
@@ -374,6 +420,8 @@ for _name, _function in (
     ("leaky_relu", leaky_relu),
     ("elu", elu),
     ("maximum", maximum),
+    ("minimum", minimum),
+    ("stack", _stack_arguments),
     ("softmax", softmax),
     ("log_softmax", log_softmax),
     ("layer_norm", layer_norm),
@@ -409,10 +457,13 @@ __all__ = [
     "log_softmax",
     "max_pool2d",
     "maximum",
+    "minimum",
     "mse_loss",
     "relu",
     "sigmoid",
     "softmax",
     "softplus",
+    "stack",
     "tanh",
+    "where",
 ]

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import networkx as nx
 import numpy as np
-from topograd.engine.executor import evaluate, iter_backward, topological_order
+from topograd.engine.executor import FREED, evaluate, iter_backward, topological_order
 from topograd.engine.tensor import Tensor, unit_gradient
 
 
@@ -77,6 +77,16 @@ class Graph:
         if not self.outputs or not all(isinstance(t, Tensor) for t in self.outputs):
             raise TypeError("Graph needs one or more Tensors as outputs")
         self.nodes: list[Tensor] = topological_order(self.outputs)
+        freed = next((n for n in self.nodes if n.op is not None and n.ctx is FREED), None)
+        if freed is not None:
+            raise RuntimeError(
+                f"Graph: the graph behind node #{freed.id} ({freed.op.name}) was freed by a "
+                "backward() call; build the Graph before calling backward(), or call "
+                "backward(retain_graph=True)"
+            )
+        # What a graph shows is kept: a plain backward() frees the links of the nodes it
+        # passes through, and this graph puts them back before it steps again.
+        self._links = {n.id: (n.inputs, n.ctx) for n in self.nodes if n.op is not None}
         self.grads: dict[int, np.ndarray] = {}
         self._by_id = {node.id: node for node in self.nodes}
         self._layers = self._assign_layers()
@@ -148,9 +158,19 @@ class Graph:
     # --- executing ---------------------------------------------------------------------
     def forward_steps(self) -> Iterator[StepEvent]:
         """Recompute each op node from its inputs, in topological order, one per event."""
+        self._relink()
         for index, node in enumerate(self.op_nodes):
             node._data, node.ctx = evaluate(node.op, node.inputs, node.attrs)
+            node._mark_changed()  # a new value: nodes that read the old one must be replayed
+            node._saved = node._changed  # ... and this one read its inputs just now
+            self._links[node.id] = (node.inputs, node.ctx)
             yield StepEvent("forward", index, node, value=node.data)
+
+    def _relink(self) -> None:
+        """Give back the links and saved contexts that a plain backward() freed."""
+        for node in self.op_nodes:
+            if node.ctx is FREED:
+                node.inputs, node.ctx = self._links[node.id]
 
     def backward_steps(self, grad=None) -> Iterator[StepEvent]:
         """Backpropagate from the first output, one node per event (leaves accumulate .grad)."""
@@ -164,6 +184,7 @@ class Graph:
                 )
             grad = unit_gradient(root._data)
         self.grads = {}
+        self._relink()
         for index, (node, g) in enumerate(iter_backward(root, grad)):
             self.grads[node.id] = g
             yield StepEvent("backward", index, node, value=node.data, grad=np.asarray(g))

@@ -1,50 +1,99 @@
-"""Process-wide switches: gradient recording, anomaly detection, the current layer scope.
+"""Modes and the shared generator.
 
-They live in one small mutable object so that the hot path (creating a node) reads three
-attributes and nothing else.
+Gradient recording, anomaly detection and the current layer scope are per thread (and per
+asyncio task), as PyTorch's grad mode is: a thread evaluating under `no_grad` never stops
+another thread's graph from being recorded. They are one immutable snapshot in a context
+variable, so the hot path (creating a node) makes one lookup. The random generator that
+initializers and dropout share is process-wide, as PyTorch's default generator is.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 
 import numpy as np
 
 
-class _State:
-    __slots__ = ("anomaly", "grad_enabled", "layer", "rng")
+class Modes:
+    """One thread's switches; never changed in place (a mode change sets a new snapshot)."""
+
+    __slots__ = ("anomaly", "grad_enabled", "layer")
+
+    def __init__(self, grad_enabled=True, anomaly=False, layer=None):
+        self.grad_enabled = grad_enabled
+        self.anomaly = anomaly
+        self.layer = layer
+
+    def replaced(self, **changes) -> Modes:
+        values = {name: getattr(self, name) for name in self.__slots__}
+        values.update(changes)
+        return Modes(**values)
+
+
+_MODES = contextvars.ContextVar("topograd_modes", default=Modes())  # noqa: B039 (never changed)
+current_modes = _MODES.get
+"""The calling thread's `Modes` (a new thread starts with the defaults)."""
+
+
+@contextlib.contextmanager
+def modes_set(**changes):
+    """Change some of the calling thread's modes inside a block, then restore them."""
+    token = _MODES.set(_MODES.get().replaced(**changes))
+    try:
+        yield
+    finally:
+        _MODES.reset(token)
+
+
+def set_layer(layer):
+    """Make `layer` the calling thread's current layer tag; returns the token that
+    `reset_layer` takes (Module.__call__'s hot path, without a context manager)."""
+    modes = _MODES.get()
+    return _MODES.set(Modes(modes.grad_enabled, modes.anomaly, layer))
+
+
+reset_layer = _MODES.reset
+
+
+class _Shared:
+    """Process-wide state: the generator initializers and dropout use when given no rng."""
+
+    __slots__ = ("rng",)
 
     def __init__(self):
-        self.grad_enabled = True
-        self.anomaly = False
-        self.layer = None
         self.rng = np.random.default_rng()
 
 
-STATE = _State()
+STATE = _Shared()
 
 
 class _Setting(contextlib.ContextDecorator):
-    """Set one attribute of STATE inside a block (or decorated function), then restore it."""
+    """Set one mode of the calling thread inside a block (or decorated function), then
+    restore it. Each `with` and each decorated call gets its own token, so one instance may
+    be entered from several threads or recursively."""
 
     attribute = ""
     value = False
 
     def __init__(self):
-        self._previous = []
+        self._tokens = []
+
+    def _recreate_cm(self):
+        return type(self)()  # a decorated function's calls do not share tokens
 
     def __enter__(self):
-        self._previous.append(getattr(STATE, self.attribute))
-        setattr(STATE, self.attribute, self.value)
+        self._tokens.append(_MODES.set(_MODES.get().replaced(**{self.attribute: self.value})))
         return self
 
     def __exit__(self, *exc):
-        setattr(STATE, self.attribute, self._previous.pop())
+        _MODES.reset(self._tokens.pop())
         return False
 
 
 class no_grad(_Setting):
-    """Within this block (or decorated function) new tensors record no graph, as in PyTorch."""
+    """Within this block (or decorated function) new tensors record no graph, as in PyTorch.
+    It applies to the calling thread only."""
 
     attribute, value = "grad_enabled", False
 
@@ -56,8 +105,8 @@ class enable_grad(_Setting):
 
 
 def is_grad_enabled() -> bool:
-    """Whether new tensors record the ops that made them."""
-    return STATE.grad_enabled
+    """Whether new tensors made by the calling thread record the ops that made them."""
+    return _MODES.get().grad_enabled
 
 
 class detect_anomaly(_Setting):
@@ -67,6 +116,16 @@ class detect_anomaly(_Setting):
     """
 
     attribute, value = "anomaly", True
+
+
+def is_anomaly_enabled() -> bool:
+    """Whether the calling thread checks every value for NaN and Inf."""
+    return _MODES.get().anomaly
+
+
+def current_layer():
+    """The layer tag of the module call under way in the calling thread (None outside)."""
+    return _MODES.get().layer
 
 
 class AnomalyError(FloatingPointError):

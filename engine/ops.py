@@ -24,6 +24,8 @@ ARG_KINDS = (
     "transpose",  # one tensor plus a permutation of its axes
     "index",  # one tensor plus an index (slices, integers, integer arrays)
     "concat",  # several tensors joined along an axis
+    "stack",  # several tensors of one shape stacked along a new axis
+    "where",  # a condition (no gradient) and two tensors, all three broadcastable
     "clip",  # one tensor plus low/high attributes (either may be None)
     "batch_norm",  # x (N, C, ...), gamma (C,), beta (C,)
     "conv2d",  # x (N, C, H, W), w (F, C, HH, WW) plus stride/padding attributes
@@ -42,6 +44,7 @@ class Op:
     to the VJP as the keyword `ctx` (the fused batch norm keeps x_hat and 1/std this way).
     `kind` and `domain` tell the table-driven tests how to draw inputs for the op.
     `formula` and `vjp_formula` are what the GUI's inspector prints.
+    `uses_values` and `optional_save` are described beside the fields.
     """
 
     name: str
@@ -57,6 +60,12 @@ class Op:
     # forward and VJP accept Python floats (the float64 scalar mode's storage); others get
     # numpy scalars, so that 1/0 or an overflow gives inf and a warning, not an exception
     floats_ok: bool = False
+    # the VJP reads the values of the inputs or the output (not only their shapes): a backward
+    # pass refuses the node when one of them was modified in place after the forward pass
+    uses_values: bool = True
+    # a `saves` op whose forward takes `save=False` and then keeps no context (returning
+    # (out, None)): used when nothing will backpropagate through the node
+    optional_save: bool = False
 
     def __post_init__(self):
         # `plain`: the VJP takes only the node's attributes (no ctx, no needs); read per node.

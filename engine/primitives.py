@@ -55,8 +55,16 @@ def _pow(x, y):
 
 
 def _pow_vjp(g, out, x, y):
-    gx = g * y * x ** (y - 1)
-    gy = g * out * np.log(x)
+    # NOTE: zero bases follow torch.pow's backward. Where y == 0, dx = 0 (x^0 is constant,
+    # even at x = 0, where y * x^(y-1) would be 0 * inf); where x == 0 and y >= 0, dy = 0
+    # (torch's pow_backward_exponent; x^y ln x would be 0 * -inf). Both are computed on safe
+    # values (exponent 1, base 1) instead of masking NaNs afterwards. Elsewhere a zero base
+    # gives torch's infinities (0.5 * 0^-0.5 = inf) without a divide-by-zero warning.
+    y_safe = y + (y == 0)
+    x_safe = x + ((x == 0) & (y >= 0))
+    with np.errstate(divide="ignore"):
+        gx = g * (y * x ** (y_safe - 1))
+        gy = g * out * np.log(x_safe)
     return gx, gy
 
 
@@ -67,7 +75,11 @@ def _power(x, exponent):
 def _power_vjp(g, out, x, exponent):
     if exponent == 2.0:
         return (g * 2.0 * x,)
-    return (g * exponent * x ** (exponent - 1),)
+    if exponent == 0.0:
+        # NOTE: x^0 is constant, so dx = 0 also at x = 0 (as torch.pow's backward returns).
+        return (np.zeros_like(g),)
+    with np.errstate(divide="ignore"):  # a zero base with c < 1 gives torch's inf
+        return (g * exponent * x ** (exponent - 1),)
 
 
 def _neg(x):
@@ -87,6 +99,7 @@ _op(
     "dx = g, dy = g (summed over broadcast axes)",
     kind="binary",
     floats_ok=True,
+    uses_values=False,
 )
 _op(
     "sub",
@@ -97,6 +110,7 @@ _op(
     "dx = g, dy = -g (summed over broadcast axes)",
     kind="binary",
     floats_ok=True,
+    uses_values=False,
 )
 _op(
     "mul",
@@ -126,7 +140,7 @@ _op(
     _pow_vjp,
     2,
     "x ** y",
-    "dx = g * y * x^(y-1), dy = g * x^y * ln x",
+    "dx = g * y * x^(y-1) (0 where y = 0), dy = g * x^y * ln x (0 where x = 0, y >= 0)",
     kind="binary",
     domain="positive",
 )
@@ -136,11 +150,11 @@ _op(
     _power_vjp,
     1,
     "x ** c",
-    "dx = g * c * x^(c-1)",
+    "dx = g * c * x^(c-1) (0 where c = 0)",
     kind="power",
     domain="positive",
 )
-_op("neg", _neg, _neg_vjp, 1, "-x", "dx = -g", floats_ok=True)
+_op("neg", _neg, _neg_vjp, 1, "-x", "dx = -g", floats_ok=True, uses_values=False)
 
 
 # --- matrix product -------------------------------------------------------------------
@@ -337,6 +351,28 @@ _op(
 )
 
 
+def _where(condition, x, y):
+    return np.where(condition, x, y)
+
+
+def _where_vjp(g, out, condition, x, y):
+    # NOTE: the condition is read as np.where reads it (nonzero is true) and gets no
+    # gradient, as torch.where's boolean condition gets none.
+    take_x = np.asarray(condition, dtype=bool)
+    return None, g * take_x, g * ~take_x
+
+
+_op(
+    "where",
+    _where,
+    _where_vjp,
+    3,
+    "where(condition, x, y)",
+    "dx = g * condition, dy = g * (not condition); no gradient for the condition",
+    kind="where",
+)
+
+
 # --- reductions ---------------------------------------------------------------------------
 def _expand(g, x_shape, axis, keepdims):
     """Put back the reduced axes of `g` so that it broadcasts against the input."""
@@ -367,16 +403,36 @@ def _max(x, axis=None, keepdims=False):
 
 
 def _max_vjp(g, out, x, axis=None, keepdims=False):
-    # NOTE: ties share the gradient evenly (torch.amax's convention), so the VJP stays a
-    # linear map that central differences can check away from ties.
-    top = x.max(axis=axis, keepdims=True)
-    winners = x == top
+    return (_shared_among(g, x, x == x.max(axis=axis, keepdims=True), axis, keepdims),)
+
+
+def _min(x, axis=None, keepdims=False):
+    return x.min(axis=axis, keepdims=keepdims)
+
+
+def _min_vjp(g, out, x, axis=None, keepdims=False):
+    return (_shared_among(g, x, x == x.min(axis=axis, keepdims=True), axis, keepdims),)
+
+
+def _shared_among(g, x, winners, axis, keepdims):
+    """The gradient of max or min: g goes to the winners of each reduced slice."""
+    # NOTE: ties share the gradient evenly (torch.amax's and torch.amin's convention), so the
+    # VJP stays a linear map that central differences can check away from ties.
     share = (winners / winners.sum(axis=axis, keepdims=True)).astype(np.result_type(g), copy=False)
-    return (_expand(g, x.shape, axis, keepdims) * share,)
+    return _expand(g, x.shape, axis, keepdims) * share
 
 
-_op("sum", _sum, _sum_vjp, 1, "sum(x, axis)", "dx = broadcast(g)", kind="reduce")
-_op("mean", _mean, _mean_vjp, 1, "mean(x, axis)", "dx = broadcast(g) / n", kind="reduce")
+_op("sum", _sum, _sum_vjp, 1, "sum(x, axis)", "dx = broadcast(g)", kind="reduce", uses_values=False)
+_op(
+    "mean",
+    _mean,
+    _mean_vjp,
+    1,
+    "mean(x, axis)",
+    "dx = broadcast(g) / n",
+    kind="reduce",
+    uses_values=False,
+)
 _op(
     "max",
     _max,
@@ -384,6 +440,16 @@ _op(
     1,
     "max(x, axis)",
     "dx = g at the argmax (ties share)",
+    kind="reduce",
+    domain="distinct",
+)
+_op(
+    "min",
+    _min,
+    _min_vjp,
+    1,
+    "min(x, axis)",
+    "dx = g at the argmin (ties share)",
     kind="reduce",
     domain="distinct",
 )
@@ -480,7 +546,24 @@ def _concat_vjp(g, out, *xs, axis=0):
     return tuple(np.split(g, bounds, axis=axis))
 
 
-_op("reshape", _reshape, _reshape_vjp, 1, "reshape(x)", "dx = reshape(g, x.shape)", kind="reshape")
+def _stack(*xs, axis=0):
+    return np.stack(xs, axis=axis)
+
+
+def _stack_vjp(g, out, *xs, axis=0):
+    return tuple(np.moveaxis(g, axis, 0))  # each input's slice of g, as views
+
+
+_op(
+    "reshape",
+    _reshape,
+    _reshape_vjp,
+    1,
+    "reshape(x)",
+    "dx = reshape(g, x.shape)",
+    kind="reshape",
+    uses_values=False,
+)
 _op(
     "transpose",
     _transpose,
@@ -489,6 +572,7 @@ _op(
     "transpose(x, axes)",
     "dx = transpose(g, axes^-1)",
     kind="transpose",
+    uses_values=False,
 )
 _op(
     "getitem",
@@ -498,5 +582,25 @@ _op(
     "x[index]",
     "dx = zeros with g added at index",
     kind="index",
+    uses_values=False,
 )
-_op("concat", _concat, _concat_vjp, -1, "concat(xs, axis)", "dxs = split(g, axis)", kind="concat")
+_op(
+    "concat",
+    _concat,
+    _concat_vjp,
+    -1,
+    "concat(xs, axis)",
+    "dxs = split(g, axis)",
+    kind="concat",
+    uses_values=False,
+)
+_op(
+    "stack",
+    _stack,
+    _stack_vjp,
+    -1,
+    "stack(xs, axis)",
+    "dxs = unstack(g, axis)",
+    kind="stack",
+    uses_values=False,
+)

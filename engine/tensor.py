@@ -13,7 +13,7 @@ from types import MappingProxyType
 
 import numpy as np
 from topograd.engine.executor import describe, evaluate, run_backward
-from topograd.engine.modes import STATE, AnomalyError
+from topograd.engine.modes import AnomalyError, current_layer, current_modes
 from topograd.engine.ops import OPS
 
 _F64 = np.dtype(np.float64)
@@ -25,16 +25,21 @@ _NO_ATTRS = MappingProxyType({})  # shared by every node without attributes: no 
 
 
 def _as_value(array, dtype=None):
-    """Convert user data to the internal form (a copy): a float ndarray, or a scalar if 0-d."""
+    """Convert user data to the internal form (a copy): an ndarray, or a scalar if 0-d.
+
+    Floats stay float64 or float32 (other float widths become float64); integers and booleans
+    keep their dtype, as PyTorch's do: index tensors and masks, which never take a gradient.
+    """
     if isinstance(array, Tensor):
         array = array._data
     array = np.array(array, dtype=dtype, copy=True)
-    if dtype is None and array.dtype not in _FLOAT_DTYPES:
-        if not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
-            raise TypeError(f"Tensor data must be numeric, got dtype {array.dtype}")
+    kind = array.dtype.kind
+    if kind not in "fiub":
+        raise TypeError(f"Tensor data must be numeric or boolean, got dtype {array.dtype}")
+    if kind == "f" and array.dtype not in _FLOAT_DTYPES:
+        if dtype is not None:
+            raise TypeError(f"Tensor float dtype must be float64 or float32, got {array.dtype}")
         array = array.astype(np.float64)
-    if array.dtype not in _FLOAT_DTYPES:
-        raise TypeError(f"Tensor dtype must be float64 or float32, got {array.dtype}")
     return _internal(array)
 
 
@@ -67,10 +72,11 @@ class Tensor:
 
     __slots__ = (
         "__weakref__",
+        "_changed",
         "_data",
         "_grad",
-        "_pending",
-        "_users",
+        "_saved",
+        "_version",
         "attrs",
         "constant",
         "ctx",
@@ -89,37 +95,43 @@ class Tensor:
         # The same fields as `_node`, written out twice on purpose: `_node` runs once per op
         # on the hot path and stays one function without a helper call.
         self._data = _as_value(data, None if dtype is None else np.dtype(dtype))
+        if requires_grad and self.dtype.kind != "f":
+            raise TypeError(
+                f"only floating-point tensors can require gradients, got dtype {self.dtype}"
+            )
         self._grad = None
-        self._pending = None
-        self._users = 0
+        self._version = 0
+        self._changed = 0
         self.requires_grad = bool(requires_grad)
         self.name = name
         self.op = None
         self.inputs = ()
         self.attrs = _NO_ATTRS
         self.ctx = None
-        self.id = _next_id()
-        self.layer = STATE.layer
+        self.id = self._saved = _next_id()
+        self.layer = current_layer()
         self.source = None
         self.retains_grad = False
         self.constant = False
 
     @classmethod
-    def _node(cls, value, requires_grad, op=None, inputs=(), attrs=_NO_ATTRS, ctx=None):
+    def _node(cls, value, requires_grad, op=None, inputs=(), attrs=_NO_ATTRS, ctx=None, layer=None):
         """Fast constructor for values the engine computed itself (no conversion, no copy)."""
         node = _new_object(cls)
         node._data = value
         node._grad = None
-        node._pending = None
-        node._users = 0
+        node._version = 0
+        node._changed = 0
         node.requires_grad = requires_grad
         node.name = None
         node.op = op
         node.inputs = inputs
         node.attrs = attrs
         node.ctx = ctx
-        node.id = _next_id()
-        node.layer = STATE.layer
+        # `id` is also the clock time the node read its inputs: a value changed in place
+        # later carries a later time (`_changed`), which a backward pass refuses
+        node.id = node._saved = _next_id()
+        node.layer = layer
         node.source = None
         node.retains_grad = False
         node.constant = False
@@ -128,7 +140,7 @@ class Tensor:
     @classmethod
     def _const(cls, value):
         """A leaf the engine made to hold a number, a mask or a label: never trained."""
-        node = cls._node(value, False)
+        node = cls._node(value, False, layer=current_layer())
         node.constant = True
         return node
 
@@ -149,6 +161,20 @@ class Tensor:
                 f"cannot set data of shape {value.shape} on a tensor of shape {self.shape}"
             )
         self._data = _internal(value)
+        self._mark_changed()
+
+    def _mark_changed(self) -> None:
+        """Count an in-place change of the value and note when it happened (on the clock
+        that numbers nodes), so that nodes made before it refuse to backpropagate."""
+        self._version += 1
+        self._changed = _next_id()
+
+    @property
+    def version(self) -> int:
+        """How many times the value was changed in place (`.data =`, an optimizer step, an
+        in-place operator); a backward pass refuses values changed since the forward pass
+        read them (PyTorch's `_version`)."""
+        return self._version
 
     @property
     def grad(self):
@@ -205,7 +231,7 @@ class Tensor:
 
     def detach(self) -> Tensor:
         """The same value as a new leaf that records no history."""
-        return Tensor._node(self._data, False)
+        return Tensor._node(self._data, False, layer=current_layer())
 
     def retain_grad(self) -> Tensor:
         """Keep `.grad` on this non-leaf tensor during backward, as PyTorch's retain_grad."""
@@ -217,8 +243,13 @@ class Tensor:
         self.name = name
         return self
 
-    def backward(self, grad=None) -> None:
-        """Backpropagate from this tensor; gradients accumulate into leaves' `.grad`."""
+    def backward(self, grad=None, retain_graph=False) -> None:
+        """Backpropagate from this tensor; gradients accumulate into leaves' `.grad`.
+
+        Afterwards the graph behind this tensor is freed (its links and saved contexts), as
+        PyTorch frees saved tensors: pass `retain_graph=True` to backpropagate through the
+        same graph again. Values modified in place since the forward pass are refused.
+        """
         if not self.requires_grad:
             raise RuntimeError(
                 f"backward() from {describe(self)}: it does not require grad "
@@ -238,18 +269,28 @@ class Tensor:
                     f"backward(): gradient shape {grad.shape} != output shape {self.shape}"
                 )
             grad = _internal(grad)
-        run_backward(self, grad)
+        run_backward(self, grad, retain_graph)
 
     # --- operators ---------------------------------------------------------------------
     def _lift(self, other) -> Tensor:
+        """`other` as a constant input beside this tensor. A Python number takes this
+        tensor's float dtype (a float32 tensor stays float32, as in PyTorch); an array keeps
+        a float dtype of its own (float32 with float64 gives float64, PyTorch's promotion),
+        while integer and boolean arrays take this tensor's float dtype."""
         if isinstance(other, Tensor):
             return other
+        d = self._data
         if isinstance(other, (int, float)):
-            d = self._data
             if type(d) is float or d.dtype == _F64:
                 return Tensor._const(float(other))
-            return Tensor._const(d.dtype.type(other))
-        return Tensor._const(_as_value(other, self.dtype))
+            if d.dtype.kind == "f":
+                return Tensor._const(d.dtype.type(other))
+            return Tensor._const(_as_value(other))
+        value = _as_value(other)
+        kind = np.asarray(value).dtype.kind
+        if kind != "f" and self.dtype.kind == "f":
+            value = _as_value(value, self.dtype)
+        return Tensor._const(value)
 
     def __add__(self, other):
         return _record(OPS["add"], (self, self._lift(other)), _NO_ATTRS)
@@ -276,12 +317,135 @@ class Tensor:
         return _record(OPS["div"], (self._lift(other), self), _NO_ATTRS)
 
     def __pow__(self, exponent):
-        if isinstance(exponent, (int, float)):
+        if isinstance(exponent, (int, float, np.integer, np.floating)) and not isinstance(
+            exponent, bool
+        ):  # a constant exponent (numpy's numbers too): no log(x) for a gradient nobody wants
             return apply(OPS["power"], self, exponent=float(exponent))
         return apply(OPS["pow"], self, self._lift(exponent))
 
     def __rpow__(self, base):
         return apply(OPS["pow"], self._lift(base), self)
+
+    # --- in place ------------------------------------------------------------------------
+    def _in_place(self, op_name, ufunc, other):
+        """`x += y` and friends. On a tensor that records no history this changes the value
+        in place (numpy's `out=`, so aliases see it) and counts a new version; a backward
+        pass that needs the old value is then refused. A leaf that requires grad may only
+        be changed so under `no_grad` (PyTorch's rule: an optimizer's update). On a tensor
+        with history the name is bound to a new node instead (see the README's conventions).
+        """
+        recording = current_modes().grad_enabled
+        other_tracked = isinstance(other, Tensor) and other.requires_grad
+        if recording and (self.requires_grad or other_tracked):
+            if self.requires_grad and self.op is None:
+                raise RuntimeError(
+                    f"{describe(self)} is a leaf that requires grad: an in-place operation on "
+                    "it would lose the graph. Change it under `with tg.no_grad():` (as an "
+                    "optimizer does) or compute a new tensor."
+                )
+            return _record(OPS[op_name], (self, self._lift(other)), _NO_ATTRS)
+        value = other._data if isinstance(other, Tensor) else other
+        data = self._data
+        if type(data) is np.ndarray:
+            ufunc(data, value, out=data, casting="same_kind")
+        else:
+            result = np.asarray(ufunc(np.asarray(data), value))
+            if result.shape != ():
+                raise ValueError(
+                    f"in-place {op_name} would change the shape () of {describe(self)} "
+                    f"to {result.shape}"
+                )
+            self._data = _internal(result.astype(self.dtype, casting="same_kind"))
+        self._mark_changed()
+        return self
+
+    def __iadd__(self, other):
+        return self._in_place("add", np.add, other)
+
+    def __isub__(self, other):
+        return self._in_place("sub", np.subtract, other)
+
+    def __imul__(self, other):
+        return self._in_place("mul", np.multiply, other)
+
+    def __itruediv__(self, other):
+        return self._in_place("div", np.divide, other)
+
+    # --- comparisons and Python's protocol ---------------------------------------------------
+    __hash__ = object.__hash__  # identity: the graph walk and optimizer state key on it
+
+    def _compare(self, ufunc, other):
+        value = other._data if isinstance(other, Tensor) else other
+        return Tensor._const(_internal(np.asarray(ufunc(self._data, value))))
+
+    def __eq__(self, other):
+        """Elementwise comparison: a boolean tensor without gradient, as in PyTorch."""
+        return self._compare(np.equal, other)
+
+    def __ne__(self, other):
+        return self._compare(np.not_equal, other)
+
+    def __lt__(self, other):
+        return self._compare(np.less, other)
+
+    def __le__(self, other):
+        return self._compare(np.less_equal, other)
+
+    def __gt__(self, other):
+        return self._compare(np.greater, other)
+
+    def __ge__(self, other):
+        return self._compare(np.greater_equal, other)
+
+    def __invert__(self):
+        if self.dtype.kind not in "biu":
+            raise TypeError(f"~ needs a boolean or integer tensor, got dtype {self.dtype}")
+        return Tensor._const(_internal(np.asarray(np.invert(self._data))))
+
+    def __and__(self, other):
+        return self._compare(np.logical_and, other)
+
+    def __or__(self, other):
+        return self._compare(np.logical_or, other)
+
+    def __bool__(self):
+        if self.size != 1:
+            raise RuntimeError(
+                f"the truth value of a tensor with {self.size} elements is ambiguous "
+                "(use .any() or .all())"
+            )
+        return bool(np.asarray(self._data).reshape(()))
+
+    def __float__(self):
+        return float(self._one_element("float()"))
+
+    def __int__(self):
+        return int(self._one_element("int()"))
+
+    def __index__(self):
+        if self.dtype.kind not in "iub":
+            raise TypeError(f"only integer tensors can be used as an index, got {self.dtype}")
+        return int(self._one_element("an index"))
+
+    def _one_element(self, use):
+        if self.size != 1:
+            raise ValueError(f"{use} needs a tensor with one element, got shape {self.shape}")
+        return np.asarray(self._data).reshape(())
+
+    def __array__(self, dtype=None, copy=None):
+        """`np.asarray(t)`: the value (no gradient), as for a PyTorch CPU tensor."""
+        value = np.asarray(self._data, dtype=dtype)
+        return value.copy() if copy else value
+
+    def tolist(self):
+        """The value as (nested) Python numbers."""
+        return np.asarray(self._data).tolist()
+
+    def any(self) -> Tensor:
+        return Tensor._const(_internal(np.asarray(np.any(self._data))))
+
+    def all(self) -> Tensor:
+        return Tensor._const(_internal(np.asarray(np.all(self._data))))
 
     def __matmul__(self, other):
         return _record(OPS["matmul"], (self, self._lift(other)), _NO_ATTRS)
@@ -293,8 +457,6 @@ class Tensor:
         return apply(OPS["neg"], self)
 
     def __getitem__(self, index):
-        if isinstance(index, Tensor):
-            index = index._data
         return apply(OPS["getitem"], self, index=_freeze_index(index))
 
     # --- reductions and elementwise functions -------------------------------------------
@@ -305,7 +467,30 @@ class Tensor:
         return apply(OPS["mean"], self, axis=_norm_axis(axis, self.ndim), keepdims=keepdims)
 
     def max(self, axis=None, keepdims=False):
+        """The largest values along `axis` (torch.amax; ties share the gradient)."""
         return apply(OPS["max"], self, axis=_norm_axis(axis, self.ndim), keepdims=keepdims)
+
+    def min(self, axis=None, keepdims=False):
+        """The smallest values along `axis` (torch.amin; ties share the gradient)."""
+        return apply(OPS["min"], self, axis=_norm_axis(axis, self.ndim), keepdims=keepdims)
+
+    def argmax(self, axis=None, keepdims=False) -> Tensor:
+        """Indices of the largest values (an int64 tensor without gradient; the first of
+        ties, as numpy and PyTorch's CPU kernel pick)."""
+        return self._indices(np.argmax, axis, keepdims)
+
+    def argmin(self, axis=None, keepdims=False) -> Tensor:
+        """Indices of the smallest values (an int64 tensor without gradient)."""
+        return self._indices(np.argmin, axis, keepdims)
+
+    def _indices(self, find, axis, keepdims):
+        if axis is not None:
+            axis = _norm_axis(axis, self.ndim)
+            if len(axis) != 1:
+                raise ValueError(f"argmax/argmin take one axis, got {axis}")
+            axis = axis[0]
+        found = find(np.asarray(self._data), axis=axis, keepdims=keepdims)
+        return Tensor._const(_internal(np.asarray(found, dtype=np.int64)))
 
     def var(self, axis=None, keepdims=False, correction=1):
         """Variance, composed of primitives; `correction=1` (PyTorch's default) is unbiased.
@@ -338,6 +523,12 @@ class Tensor:
     def relu(self):
         return apply(OPS["relu"], self)
 
+    def where(self, condition, other) -> Tensor:
+        """This tensor where `condition` holds, else `other` (torch.Tensor.where)."""
+        from topograd.engine.functional import where
+
+        return where(condition, self, other)
+
     def clip(self, low=None, high=None):
         """Values limited to [low, high] (either may be None), like torch.clamp."""
         if low is None and high is None:
@@ -365,6 +556,43 @@ class Tensor:
     def T(self):
         return self.transpose()
 
+    def view(self, *shape):
+        """The same as `reshape` (values are never shared between nodes here)."""
+        return self.reshape(*shape)
+
+    def unsqueeze(self, dim: int) -> Tensor:
+        """Insert an axis of size 1 at `dim` (-ndim-1 <= dim <= ndim), as PyTorch's."""
+        ndim = self.ndim
+        if not -ndim - 1 <= dim <= ndim:
+            raise ValueError(f"unsqueeze: dim {dim} is out of range for {ndim} dimensions")
+        dim = dim % (ndim + 1)
+        shape = self.shape
+        return self.reshape(*shape[:dim], 1, *shape[dim:])
+
+    def squeeze(self, dim=None) -> Tensor:
+        """Remove axes of size 1 (only `dim`'s when given; an axis of another size stays,
+        as in PyTorch)."""
+        shape = self.shape
+        if dim is None:
+            dims = {i for i, n in enumerate(shape) if n == 1}
+        else:
+            dims = {a for a in _norm_axis(dim, self.ndim) if shape[a] == 1}
+        return self.reshape(*(n for i, n in enumerate(shape) if i not in dims))
+
+    def requires_grad_(self, requires_grad: bool = True) -> Tensor:
+        """Start (or stop) recording gradients for this leaf, in place, as PyTorch's."""
+        if self.op is not None and not requires_grad:
+            raise RuntimeError(
+                f"{describe(self)} was made by an op: only a leaf's requires_grad can be "
+                "turned off (use .detach())"
+            )
+        if requires_grad and self.dtype.kind != "f":
+            raise TypeError(
+                f"only floating-point tensors can require gradients, got dtype {self.dtype}"
+            )
+        self.requires_grad = bool(requires_grad)
+        return self
+
     def __len__(self):
         if self.ndim == 0:
             raise TypeError("len() of a 0-d tensor")
@@ -379,10 +607,13 @@ class Tensor:
 
 
 def _norm_axis(axis, ndim):
-    """Normalize an axis argument to None or a sorted tuple of non-negative ints."""
+    """Normalize an axis argument to None (every axis) or a sorted tuple of non-negative
+    ints. An empty tuple means every axis, as in PyTorch."""
     if axis is None:
         return None
     axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    if not axes:
+        return None
     normalized = []
     for a in axes:
         if not -ndim <= a < max(ndim, 1):
@@ -392,10 +623,21 @@ def _norm_axis(axis, ndim):
 
 
 def _freeze_index(index):
-    """Turn lists inside an index into arrays so numpy reads them as fancy indexing."""
+    """An index as numpy reads it: lists and tensors (integer indices, boolean masks)
+    become arrays; a float tensor is refused, as numpy refuses float indices."""
     if isinstance(index, tuple):
-        return tuple(np.asarray(i) if isinstance(i, list) else i for i in index)
-    return np.asarray(index) if isinstance(index, list) else index
+        return tuple(_index_part(part) for part in index)
+    return _index_part(index)
+
+
+def _index_part(part):
+    if isinstance(part, Tensor):
+        if part.dtype.kind not in "iub":
+            raise IndexError(
+                f"tensors used as indices must be integer or boolean, got dtype {part.dtype}"
+            )
+        return np.asarray(part._data)
+    return np.asarray(part) if isinstance(part, list) else part
 
 
 def apply(op, *inputs, **attrs):
@@ -404,20 +646,29 @@ def apply(op, *inputs, **attrs):
 
 
 def _record(op, inputs, attrs):
+    modes = current_modes()
+    recording = modes.grad_enabled
     try:
-        value, ctx = evaluate(op, inputs, attrs)
+        if len(inputs) == 2:
+            a, b = inputs
+            requires_grad = recording and (a.requires_grad or b.requires_grad)
+            if op.floats_ok and not attrs:  # scalar-mode arithmetic: evaluate's fast path
+                value, ctx = op.forward(a._data, b._data), None
+            else:
+                value, ctx = evaluate(op, inputs, attrs, requires_grad)
+        else:
+            requires_grad = recording and any(t.requires_grad for t in inputs)
+            value, ctx = evaluate(op, inputs, attrs, requires_grad)
     except ValueError as error:
         shapes = " and ".join(str(t.shape) for t in inputs)
         raise ValueError(f"{op.name}: cannot apply to shapes {shapes}: {error}") from None
-    if STATE.grad_enabled:
-        if len(inputs) == 2:
-            requires_grad = inputs[0].requires_grad or inputs[1].requires_grad
-        else:
-            requires_grad = any(t.requires_grad for t in inputs)
-        node = Tensor._node(value, requires_grad, op, inputs, attrs, ctx)
+    if requires_grad:
+        node = Tensor._node(value, True, op, inputs, attrs, ctx, modes.layer)
+    elif recording:  # drawn in graphs (data paths), never backpropagated: no context kept
+        node = Tensor._node(value, False, op, inputs, attrs, None, modes.layer)
     else:
-        node = Tensor._node(value, False)
-    if STATE.anomaly and not np.all(np.isfinite(value)):
+        node = Tensor._node(value, False, layer=modes.layer)
+    if modes.anomaly and not np.all(np.isfinite(value)):
         raise AnomalyError(
             f"forward: {describe(node)} produced a non-finite value from inputs "
             + ", ".join(describe(t) for t in inputs),

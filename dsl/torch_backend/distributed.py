@@ -27,24 +27,33 @@ what one process computes on the whole batch, so they end with the same paramete
 rounding. Dropout masks differ from one process's (each process draws its own).
 
 Processes on the CPU share the machine's cores: each one uses cores / N torch threads.
+
+A process's exception comes back to the calling process as JSON in error-RANK.json (its class
+by name, message and traceback), never as a pickle: loading a file must not run code. The
+calling process rebuilds it from a fixed table of classes (`_REBUILT`) and raises rank 0's
+first.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
+import json
 import os
-import pickle
 import socket
 import sys
 import tempfile
+import traceback
 from pathlib import Path
 
 from topograd.dsl.build import build
 from topograd.dsl.errors import Source
-from topograd.dsl.torch_backend import require_torch
+from topograd.dsl.torch_backend import UnsupportedError, require_torch
 from topograd.dsl.torch_backend.fit import TorchRun, torch_device
-from topograd.engine.train.checkpoint import load_checkpoint, save_checkpoint
+from topograd.dsl.training import replace_atomically
+from topograd.engine.data.datasets import DataError
+from topograd.engine.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from topograd.engine.train.fit import fit
 from topograd.engine.train.history import History
 
@@ -80,7 +89,7 @@ def distributed_fit(
             torch.multiprocessing.ProcessRaisedException,
             torch.multiprocessing.ProcessExitedException,
         ):
-            _raise_saved_error(folder)
+            _raise_saved_error(folder, nproc)
             raise
         info = load_checkpoint(
             folder / "result.npz", built.model, built.optimizer, built.schedule, rngs={}
@@ -169,26 +178,132 @@ def _process(rank: int, world: int, job: _Job) -> None:
                 extra={"history": history.to_dict()},
             )
     except Exception as error:
-        _save_error(job.folder / f"error-{rank}.pickle", error)
+        _save_error(job.folder / f"error-{rank}.json", error)
         raise
     finally:
         dist.destroy_process_group()
 
 
+def _type_name(kind: type) -> str:
+    """The name an error file gives a class: "ValueError" for a built-in one, else its module
+    and qualified name (so that another package's CheckpointError is not taken for ours)."""
+    if kind.__module__ == "builtins":
+        return kind.__qualname__
+    return f"{kind.__module__}.{kind.__qualname__}"
+
+
+# The classes a saved exception is raised again as: those the run's callers tell apart
+# (dsl/commands/run.py: a checkpoint that does not fit, a construct PyTorch lacks, a bad option,
+# a file that cannot be written) and the engine's own. Looked up by name, never imported.
+_REBUILT = {
+    _type_name(kind): kind
+    for kind in (
+        CheckpointError,
+        DataError,
+        UnsupportedError,
+        ValueError,
+        TypeError,
+        KeyError,
+        IndexError,
+        RuntimeError,
+        FileNotFoundError,
+        PermissionError,
+        OSError,
+    )
+}
+# An error file's fields with their JSON types; an OSError's errno, strerror and filename
+# (which callers read) come with it when the system gave them.
+_FIELDS = {"type": (str,), "bases": (list,), "message": (str,), "traceback": (str,)}
+_OS_FIELDS = {"errno": (int,), "strerror": (str,), "filename": (str, type(None))}
+
+
 def _save_error(path: Path, error: Exception) -> None:
-    """Keep a process's exception for the calling process to raise (an error of the run, such
-    as a checkpoint that does not fit, reads the same as with one process)."""
+    """Keep a process's exception for the calling process to raise, so that an error of the
+    run (a checkpoint that does not fit, a construct PyTorch lacks) reads the same as with one
+    process. A file that cannot be written is let go: the exception still ends the process,
+    and spawn's ProcessRaisedException brings its traceback to the caller."""
+    text = json.dumps(_record(error))
+    with contextlib.suppress(OSError):
+        replace_atomically(path, lambda temporary: temporary.write_text(text, encoding="utf-8"))
+
+
+def _record(error: Exception) -> dict:
+    """An error file's content: plain names and text, which the caller reads without running
+    anything (see _rebuilt)."""
+    record = {
+        "type": _type_name(type(error)),
+        "bases": [_type_name(kind) for kind in type(error).__mro__[1:] if kind is not object],
+        "message": _message(error),
+        "traceback": "".join(traceback.format_exception(error)),
+    }
+    if isinstance(error, OSError) and isinstance(error.errno, int):
+        filename = error.filename if isinstance(error.filename, str) else None
+        record.update(errno=error.errno, strerror=str(error.strerror), filename=filename)
+    return record
+
+
+def _message(error: Exception) -> str:
+    """str(error), but a KeyError's key as it is: its str() is the key's repr, which the
+    rebuilt KeyError would quote a second time."""
+    if type(error) is KeyError and len(error.args) == 1:
+        return str(error.args[0])
+    return str(error)
+
+
+def _raise_saved_error(folder: Path, nproc: int) -> None:
+    """Raise the first saved exception, rank 0's first, if a process saved one (the others'
+    are often only echoes of it: a peer that left the group)."""
+    for rank in range(nproc):
+        path = folder / f"error-{rank}.json"
+        if path.exists():
+            raise _loaded_error(path, rank)
+
+
+def _loaded_error(path: Path, rank: int) -> Exception:
+    """The exception process `rank` saved in `path`, with its traceback as a note (the
+    process's own frames are the ones worth reading); a RuntimeError naming the file when it
+    is not a whole error file."""
     try:
-        data = pickle.dumps(error)
-    except Exception:  # an exception that does not pickle: its message will do
-        data = pickle.dumps(RuntimeError(f"{type(error).__name__}: {error}"))
-    path.write_bytes(data)
+        record = _checked(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError) as error:  # JSONDecodeError, UnicodeDecodeError included
+        raise RuntimeError(
+            f"process {rank} failed, and its error file {path} cannot be read: {error}"
+        ) from error
+    error = _rebuilt(record)
+    error.add_note(f"traceback of process {rank}:\n{record['traceback'].rstrip()}")
+    return error
 
 
-def _raise_saved_error(folder: Path) -> None:
-    """Raise the first saved exception (rank 0's first), if a process saved one."""
-    for path in sorted(folder.glob("error-*.pickle"), key=lambda p: int(p.stem.split("-")[1])):
-        raise pickle.loads(path.read_bytes())  # written by our own processes just now
+def _checked(record) -> dict:
+    """`record` when it holds every field of an error file with its type (and an OSError's,
+    when it has "errno"); a ValueError naming the first field that does not, otherwise."""
+    if not isinstance(record, dict):
+        raise ValueError(f"expected a JSON object, got {type(record).__name__}")
+    fields = {**_FIELDS, **_OS_FIELDS} if "errno" in record else _FIELDS
+    for name, types in fields.items():
+        value = record.get(name)
+        if not isinstance(value, types):
+            wanted = " or ".join("null" if t is type(None) else t.__name__ for t in types)
+            raise ValueError(f"field {name!r} should be {wanted}, got {value!r:.60}")
+    if not all(isinstance(name, str) for name in record["bases"]):
+        raise ValueError(f"field 'bases' should list class names, got {record['bases']!r:.60}")
+    return record
+
+
+def _rebuilt(record: dict) -> Exception:
+    """The saved exception as the first class of _REBUILT among its own and its bases (the
+    message then starts with its own name, unless it is that class), or a RuntimeError
+    "Type: message" when none is. Names are only looked up in that fixed table: nothing the
+    file names is imported or called."""
+    name, message = record["type"], record["message"]
+    kind = next((_REBUILT[n] for n in (name, *record["bases"]) if n in _REBUILT), None)
+    if kind is None:
+        return RuntimeError(f"{name}: {message}")
+    if issubclass(kind, OSError) and "errno" in record:
+        return kind(record["errno"], record["strerror"], record["filename"])
+    error = kind.__new__(kind)  # not kind(message): UnsupportedError's __init__ words its own
+    error.args = (message if _REBUILT.get(name) is kind else f"{name}: {message}",)
+    return error
 
 
 class Group:

@@ -6,8 +6,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
-from topograd.engine.modes import STATE
-from topograd.engine.tensor import Tensor
+from topograd.engine.modes import current_layer, reset_layer, set_layer
+from topograd.engine.tensor import Tensor, _as_value
 
 
 class Parameter(Tensor):
@@ -30,6 +30,17 @@ class LayerTag:
         return f"{self.path} ({self.kind})"
 
 
+def _check_dtype(module, x, reference) -> None:
+    """PyTorch's rule: a layer given an input of another dtype than its parameters' refuses
+    it (rather than promoting or casting silently)."""
+    if x.dtype != reference.dtype:
+        raise TypeError(
+            f"{type(module).__name__}: the input's dtype {x.dtype} does not match its "
+            f"parameters' dtype {reference.dtype}; convert the model (model.to({x.dtype}), "
+            ".float(), .double()) or the input"
+        )
+
+
 class Module:
     """Base class: parameters, buffers and submodules are found from the attributes.
 
@@ -46,8 +57,11 @@ class Module:
     def __setattr__(self, name, value):
         if isinstance(value, Module) and value._local_name is None:
             object.__setattr__(value, "_local_name", name)
-        if isinstance(value, Parameter) and value.name is None:
-            value.name = name
+        if isinstance(value, Parameter):
+            if value.name is None:
+                value.name = name
+            if "_reference" not in self.__dict__:  # whose dtype inputs must have (in a
+                object.__setattr__(self, "_reference", (value,))  # tuple: not a parameter)
         object.__setattr__(self, name, value)
 
     def register_buffer(self, name: str, array) -> None:
@@ -59,17 +73,20 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} must implement forward()")
 
     def __call__(self, *args, **kwargs):
-        parent = STATE.layer
+        reference = self.__dict__.get("_reference")
+        if reference is not None and args and isinstance(args[0], Tensor):
+            _check_dtype(self, args[0], reference[0])
+        parent = current_layer()
         tag = self._tags.get(parent)
         if tag is None:
             local = self._local_name or type(self).__name__.lower()
             path = local if parent is None else f"{parent.path}.{local}"
             tag = self._tags[parent] = LayerTag(path, type(self).__name__)
-        STATE.layer = tag
+        token = set_layer(tag)
         try:
             return self.forward(*args, **kwargs)
         finally:
-            STATE.layer = parent
+            reset_layer(token)
 
     # --- traversal ---------------------------------------------------------------------
     def named_children(self) -> Iterator[tuple[str, Module]]:
@@ -124,6 +141,32 @@ class Module:
     def eval(self) -> Module:
         """Switch to evaluation (running statistics, dropout off)."""
         return self.train(False)
+
+    def to(self, dtype) -> Module:
+        """Convert every parameter and floating-point buffer to `dtype` (float32 or float64),
+        in place, as PyTorch's `module.to(dtype)`."""
+        dtype = np.dtype(dtype)
+        if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
+            raise TypeError(f"Module.to: dtype must be float32 or float64, got {dtype}")
+        for p in self.parameters():
+            p._data = _as_value(p._data, dtype)  # `.data =` keeps the old dtype
+            p._mark_changed()
+            if p._grad is not None:
+                p.grad = p.grad.astype(dtype)
+        for module in self.modules():
+            for name in module._buffer_names:
+                buffer = getattr(module, name)
+                if buffer.dtype.kind == "f":
+                    object.__setattr__(module, name, buffer.astype(dtype))
+        return self
+
+    def float(self) -> Module:
+        """`to(float32)`."""
+        return self.to(np.float32)
+
+    def double(self) -> Module:
+        """`to(float64)`."""
+        return self.to(np.float64)
 
     def zero_grad(self) -> None:
         for p in self.parameters():

@@ -106,6 +106,7 @@ class Optimizer:
                 state["step"] += 1
                 if type(p._data) is np.ndarray:
                     self._update(p._data, np.asarray(grad), state, group)
+                    p._mark_changed()  # graphs that read the old value may not backpropagate
                 else:  # a scalar parameter: update a 0-d array, then store it back
                     value = np.array(p._data, dtype=p.dtype)
                     self._update(value, np.asarray(grad, dtype=p.dtype), state, group)

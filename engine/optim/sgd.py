@@ -181,6 +181,7 @@ def _move_to_lookahead(groups, state):
             original = p.data.copy()
             if type(p._data) is np.ndarray:
                 p._data += group["momentum"] * velocity
+                p._mark_changed()
             else:  # a scalar parameter is stored as a Python float
                 p.data = original + group["momentum"] * velocity
             moved.append((p, original))
@@ -191,5 +192,6 @@ def _restore(p, original):
     """Put the exact original weights back (in place for arrays, keeping aliases valid)."""
     if type(p._data) is np.ndarray:
         p._data[...] = original
+        p._mark_changed()
     else:
         p.data = original

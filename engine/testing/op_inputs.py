@@ -14,6 +14,7 @@ import numpy as np
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from topograd.engine.ops import Op
+from topograd.engine.tensor import Tensor
 from topograd.engine.testing.strategies import (
     KINK_MARGIN,
     arrays,
@@ -159,6 +160,21 @@ def _concat(draw, values):
 
 
 @st.composite
+def _stack(draw, values):
+    shape = draw(shapes())
+    axis = draw(st.integers(-len(shape) - 1, len(shape)))
+    return draw(values([shape] * draw(st.integers(1, 4)))), {"axis": axis}
+
+
+@st.composite
+def _where(draw, values):
+    condition_shape, x_shape, y_shape = draw(broadcastable(3))
+    condition = draw(hnp.arrays(np.bool_, condition_shape))
+    # a constant leaf: differences in a 0/1 condition would flip it, and it takes no gradient
+    return [Tensor(condition), *draw(values([x_shape, y_shape]))], {}
+
+
+@st.composite
 def _clip(draw, values):
     low = draw(st.none() | floats(-2.0, 0.5))
     high = draw(st.none() | floats(-0.5 if low is None else low + 0.5, 2.0))
@@ -235,6 +251,8 @@ KIND_STRATEGIES = {
     "transpose": _transpose,
     "index": _index,
     "concat": _concat,
+    "stack": _stack,
+    "where": _where,
     "clip": _clip,
     "batch_norm": _batch_norm,
     "conv2d": _conv2d,
@@ -243,7 +261,8 @@ KIND_STRATEGIES = {
 
 
 def op_inputs(op: Op):
-    """Draws of (list of float64 arrays, attributes dict) that `op` can be applied to."""
+    """Draws of (list of float64 arrays, attributes dict) that `op` can be applied to; an
+    input that takes no gradient (where's condition) comes as a constant Tensor instead."""
     if op.kind not in KIND_STRATEGIES:
         raise ValueError(
             f"op {op.name!r} has kind {op.kind!r}, which has no input strategy; known kinds: "

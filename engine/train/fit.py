@@ -421,8 +421,10 @@ class Run:
     def backward(self, batch_loss) -> tuple[list[float], bool]:
         """Backpropagate; each parameter's gradient norm (NaN when it got no gradient) and
         whether all the gradients are finite: the NaN guard reads them, so a non-finite
-        gradient is caught before the optimizer spreads it into the weights."""
-        batch_loss.backward()
+        gradient is caught before the optimizer spreads it into the weights. The graph is
+        retained so that the guard can replay the backward pass to find the culprit (it is
+        released with the batch loss at the next step)."""
+        batch_loss.backward(retain_graph=True)
         norms, finite = [], True
         for _, p in self.named:
             g = p._grad

@@ -35,7 +35,10 @@ def test_registered_op_keeps_float32(name):
     @given(case=op_inputs(op))
     def keeps_float32(case):
         arrays, attrs = case
-        tensors = [Tensor(a.astype(np.float32), requires_grad=True) for a in arrays]
+        tensors = [
+            a if isinstance(a, Tensor) else Tensor(a.astype(np.float32), requires_grad=True)
+            for a in arrays
+        ]  # a constant Tensor (where's condition) stays as drawn
         out = engine.apply(op, *tensors, **attrs)
         assert out.dtype == np.float32, f"{op.name}: value dtype {out.dtype}"
         out.backward(np.ones(out.shape, dtype=np.float32))

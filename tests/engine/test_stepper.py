@@ -29,7 +29,7 @@ class Built:
         self.leaves = leaves
 
     def position_of(self, node) -> int:
-        return self.graph.nodes.index(node)
+        return next(i for i, n in enumerate(self.graph.nodes) if n is node)
 
 
 def mlp_arrays(seed=0):
@@ -543,8 +543,7 @@ def test_reset_mid_backward_neither_double_counts_nor_leaves_counters_behind():
     while not (event := stepper.step()).node.is_leaf:
         pass
     assert event.node.grad is not None and not stepper.finished  # a leaf holds a partial sum
-    stepper.reset()
-    assert all(n._users == 0 and n._pending is None for n in built.graph.nodes)
+    stepper.reset()  # the abandoned pass kept its bookkeeping to itself: nothing to clean
     run_all(stepper)
     stepper.reset()
     run_all(stepper)  # a second full pass replaces the first pass's gradients
@@ -563,6 +562,5 @@ def test_reading_phase_after_the_forward_pass_leaves_the_graph_usable():
     stepper = Stepper(built.graph)
     stepper.run_to_end_of("forward")
     assert stepper.phase == "forward"  # a read-only look at where the cursor is
-    assert all(n._users == 0 and n._pending is None for n in built.graph.nodes)
     built.output.backward()
     np.testing.assert_array_equal(built.leaves["x"].grad, reference.leaves["x"].grad)
