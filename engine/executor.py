@@ -127,40 +127,89 @@ def store_grad(node, g):
         node._grad = g if previous is None else previous + g
 
 
-def count_users(root) -> dict:
-    """For every node that needs a gradient and is reachable from `root`, a record [how many
-    edges lead into it from the others, its pending gradient (None)]: an explicit-stack
-    walk, so a chain of a million nodes needs no recursion.
+class Claim:
+    """The nodes one backward pass keeps its bookkeeping on.
+
+    A node's `_users` (edges still to send their gradient) and `_pending` (the gradient
+    summed so far) belong to the pass named in its `_owner`. A pass claims a node only while
+    nobody owns it, under a lock, and gives it back when it ends (or is abandoned); a node
+    that another pass owns (a concurrent thread, a stepper paused half-way) gets a record in
+    this pass's own `shared` dictionary instead. So passes never see each other's
+    bookkeeping, and the common case costs attribute reads, not dictionary lookups (about 5x
+    cheaper on a graph of 65,000 nodes).
+    """
+
+    __slots__ = ("nodes", "shared")
+
+    def __init__(self):
+        self.nodes = []  # claimed: given back by `release`
+        self.shared = {}  # node -> [users, pending] for nodes that other passes own
+
+    def take(self, node, count) -> None:
+        """Start the bookkeeping of `node` with `count` users (under `_CLAIM_LOCK`)."""
+        if node._owner is None:
+            node._owner = self
+            node._users = count
+            node._pending = None
+            self.nodes.append(node)
+        else:
+            self.shared[node] = [count, None]
+
+    def release(self) -> None:
+        for node in self.nodes:
+            node._pending = None
+            node._owner = None
+        self.nodes = []
+
+
+_CLAIM_LOCK = threading.Lock()
+
+
+def count_users(root, claim: Claim) -> None:
+    """Claim every node that needs a gradient and is reachable from `root`, counting how many
+    edges lead into it from the others (an explicit-stack walk, so a chain of a million
+    nodes needs no recursion).
 
     The walk also checks, before any gradient is computed (so a refused pass changes no
     `.grad`), that no node's graph was freed by an earlier backward and that no value a VJP
     will read was modified after the forward pass used it.
     """
-    users = {}
     stack = [root]
-    push, pop, known = stack.append, stack.pop, users.get
-    while stack:
-        node = pop()
-        op = node.op
-        if op is None:
-            continue
-        if node.ctx is FREED:
-            raise RuntimeError(_freed_message(node, root))
-        check = op.uses_values
-        saved = node._saved
-        if check and node._changed > saved:
-            raise RuntimeError(_modified_message(node))
-        for parent in node.inputs:
-            if check and parent._changed > saved:
+    push, pop, keep = stack.append, stack.pop, claim.nodes.append
+    shared = claim.shared
+    with _CLAIM_LOCK:
+        claim.take(root, 0)
+        while stack:
+            node = pop()
+            op = node.op
+            if op is None:
+                continue
+            if node.ctx is FREED:
+                raise RuntimeError(_freed_message(node, root))
+            check = op.uses_values
+            saved = node._saved
+            if check and node._changed > saved:
                 raise RuntimeError(_modified_message(node))
-            if parent.requires_grad:
-                record = known(parent)
-                if record is None:
-                    users[parent] = [1, None]
-                    push(parent)
-                else:
-                    record[0] += 1
-    return users
+            for parent in node.inputs:
+                if check and parent._changed > saved:
+                    raise RuntimeError(_modified_message(node))
+                if parent.requires_grad:
+                    owner = parent._owner
+                    if owner is claim:
+                        parent._users += 1
+                    elif owner is None:
+                        parent._owner = claim
+                        parent._users = 1
+                        parent._pending = None
+                        keep(parent)
+                        push(parent)
+                    else:  # another pass's node: this pass's own record
+                        record = shared.get(parent)
+                        if record is None:
+                            shared[parent] = [1, None]
+                            push(parent)
+                        else:
+                            record[0] += 1
 
 
 def _freed_message(node, root) -> str:
@@ -200,69 +249,96 @@ def iter_backward(root, grad, retain_graph=True):
     Values stay (they are the tensors' own); intermediate values nobody else holds are
     released, so a list of past losses no longer keeps every activation alive.
     """
-    records = count_users(root)
-    anomaly = current_modes().anomaly
-    records[root] = [0, grad]
-    ready = [root]
-    push, pop = ready.append, ready.pop
-    while ready:
-        node = pop()
-        record = records[node]
-        g = record[1]
-        record[1] = None  # released as soon as it is passed on
-        op = node.op
-        if op is None:
-            if g is not None:
-                store_grad(node, g)
-                yield node, g
-            continue
-        inputs = node.inputs
-        if g is None:  # no branch sent a gradient: only release the inputs
-            if not retain_graph:
+    claim = Claim()
+    try:
+        count_users(root, claim)
+        if root._owner is claim:
+            root._pending = grad
+        else:
+            claim.shared[root][1] = grad
+        anomaly = current_modes().anomaly
+        shared = claim.shared
+        ready = [root]
+        push, pop = ready.append, ready.pop
+        while ready:
+            node = pop()
+            if node._owner is claim:
+                g = node._pending
+                node._pending = None  # released as soon as it is passed on
+            else:
+                record = shared[node]
+                g, record[1] = record[1], None
+            op = node.op
+            if op is None:
+                if g is not None:
+                    store_grad(node, g)
+                    yield node, g
+                continue
+            inputs = node.inputs
+            if g is None:  # no branch sent a gradient: only release the inputs
+                if not retain_graph:
+                    node.inputs = ()
+                    node.ctx = FREED
+                for parent in inputs:
+                    if parent.requires_grad and _arrived(parent, None, claim):
+                        push(parent)
+                continue
+            if node.retains_grad:  # its own copy: no two nodes' .grad are one array
+                store_grad(node, g.copy() if type(g) is np.ndarray else g)
+            if op.floats_ok and len(inputs) == 2:  # scalar-mode arithmetic, dispatched inline
+                a, b = inputs
+                if op.takes_needs:
+                    needs = (a.requires_grad, b.requires_grad)
+                    in_grads = op.vjp(g, node._data, a._data, b._data, needs=needs)
+                else:
+                    in_grads = op.vjp(g, node._data, a._data, b._data)
+            else:
+                in_grads = vjp_of(node, g)
+            if not retain_graph:  # done with the node: free its links and saved context
                 node.inputs = ()
                 node.ctx = FREED
-            for parent in inputs:
-                if parent.requires_grad:
-                    record = records[parent]
-                    record[0] -= 1
-                    if not record[0]:
+            for parent, pg in zip(inputs, in_grads):
+                if not parent.requires_grad:
+                    continue
+                if pg is not None:
+                    if type(pg) is np.ndarray:
+                        data = parent._data
+                        shape = () if type(data) is float else data.shape
+                        if pg.shape != shape:
+                            pg = unbroadcast(pg, shape)
+                        if pg is g and parent.op is None:
+                            pg = pg.copy()  # a passed-through gradient may reach several leaves
+                    if anomaly:
+                        _check_finite_gradient(node, parent, pg)
+                if parent._owner is claim:  # the common case, inline
+                    if pg is not None:
+                        previous = parent._pending
+                        parent._pending = pg if previous is None else previous + pg
+                    count = parent._users - 1
+                    parent._users = count
+                    if not count:
                         push(parent)
-            continue
-        if node.retains_grad:  # its own copy: no two nodes' .grad are one array
-            store_grad(node, g.copy() if type(g) is np.ndarray else g)
-        if op.floats_ok and len(inputs) == 2:  # scalar-mode arithmetic, dispatched inline
-            a, b = inputs
-            if op.takes_needs:
-                needs = (a.requires_grad, b.requires_grad)
-                in_grads = op.vjp(g, node._data, a._data, b._data, needs=needs)
-            else:
-                in_grads = op.vjp(g, node._data, a._data, b._data)
-        else:
-            in_grads = vjp_of(node, g)
-        if not retain_graph:  # done with the node: free its links and saved context
-            node.inputs = ()
-            node.ctx = FREED
-        for parent, pg in zip(inputs, in_grads):
-            if not parent.requires_grad:
-                continue
-            record = records[parent]
-            if pg is not None:
-                if type(pg) is np.ndarray:
-                    data = parent._data
-                    shape = () if type(data) is float else data.shape
-                    if pg.shape != shape:
-                        pg = unbroadcast(pg, shape)
-                    if pg is g and parent.op is None:
-                        pg = pg.copy()  # a passed-through gradient may reach several leaves
-                if anomaly:
-                    _check_finite_gradient(node, parent, pg)
-                previous = record[1]
-                record[1] = pg if previous is None else previous + pg
-            count = record[0] - 1
-            record[0] = count
-            if not count:
-                push(parent)
-        yield node, g
+                elif _arrived(parent, pg, claim):
+                    push(parent)
+            yield node, g
+    finally:
+        claim.release()
+
+
+def _arrived(parent, pg, claim) -> bool:
+    """Add `pg` (None: nothing) to `parent`'s pending gradient and count one user done;
+    whether every user is done."""
+    if parent._owner is claim:
+        if pg is not None:
+            previous = parent._pending
+            parent._pending = pg if previous is None else previous + pg
+        parent._users -= 1
+        return not parent._users
+    record = claim.shared[parent]
+    if pg is not None:
+        record[1] = pg if record[1] is None else record[1] + pg
+    record[0] -= 1
+    return not record[0]
 
 
 def _check_finite_gradient(node, parent, pg):

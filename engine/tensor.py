@@ -75,7 +75,10 @@ class Tensor:
         "_changed",
         "_data",
         "_grad",
+        "_owner",
+        "_pending",
         "_saved",
+        "_users",
         "_version",
         "attrs",
         "constant",
@@ -102,6 +105,7 @@ class Tensor:
         self._grad = None
         self._version = 0
         self._changed = 0
+        self._owner = None  # the backward pass keeping its bookkeeping here (executor.Claim)
         self.requires_grad = bool(requires_grad)
         self.name = name
         self.op = None
@@ -122,6 +126,7 @@ class Tensor:
         node._grad = None
         node._version = 0
         node._changed = 0
+        node._owner = None
         node.requires_grad = requires_grad
         node.name = None
         node.op = op
