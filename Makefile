@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean notebook
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,14 +22,15 @@ $(VENV)/.test: pyproject.toml | $(BIN)/python
 	touch $@ $(VENV)/.runtime
 
 # Debian packages: graphviz (`dot` lays graphs out for `topograd graph` and the window), xvfb
-# (a virtual X screen: a test opens the window as a desktop would) and the X libraries Qt's
-# xcb platform loads. Installed once when missing; without them the tests that need them are
-# skipped, `topograd graph` says how to install graphviz and the window uses its own layout.
+# (a virtual X screen: a test opens the window as a desktop would), the X libraries Qt's
+# xcb platform loads, and chromium (a test runs the notebook widget's front end in a headless
+# browser). Installed once when missing; without them the tests that need them are skipped,
+# `topograd graph` says how to install graphviz and the window uses its own layout.
 SYSTEM_PACKAGES := graphviz xvfb xauth libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 \
 	libxcb-image0 libxcb-randr0 libxcb-render-util0 libxcb-shape0 libxcb-xinerama0 \
-	libxcb-xkb1 libxkbcommon-x11-0 libegl1 libgl1 libfontconfig1 libdbus-1-3
+	libxcb-xkb1 libxkbcommon-x11-0 libegl1 libgl1 libfontconfig1 libdbus-1-3 chromium
 $(VENV)/.system: | $(BIN)/python
-	@{ command -v dot && command -v Xvfb && dpkg -s libxcb-cursor0 libxcb-icccm4; } >/dev/null 2>&1 || \
+	@{ command -v dot && command -v Xvfb && command -v chromium && dpkg -s libxcb-cursor0 libxcb-icccm4; } >/dev/null 2>&1 || \
 		{ $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 		$(SUDO) apt-get install -y -qq --no-install-recommends $(SYSTEM_PACKAGES) >/dev/null; } || \
 		echo "warning: could not install $(SYSTEM_PACKAGES) (apt-get); tests that need them will be skipped"
@@ -38,6 +39,14 @@ $(VENV)/.system: | $(BIN)/python
 # The main job: train the digits network of samples/digits.tg (batch norm, dropout, Adam).
 demo: $(VENV)/.runtime
 	$(BIN)/topograd run samples/digits.tg
+
+# The tutorial in JupyterLab: the notebook extra (IPython kernel, the stepper widget) and JupyterLab.
+$(VENV)/.notebook: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[notebook]' jupyterlab
+	touch $@ $(VENV)/.runtime
+
+notebook: $(VENV)/.notebook
+	$(BIN)/jupyter lab samples/tutorial.ipynb
 
 test: $(VENV)/.test $(VENV)/.system
 	$(BIN)/ruff check .

@@ -81,7 +81,11 @@ def test_an_installed_copy_holds_only_topograd_and_all_its_files(tmp_path):
     for name, folder in PARTS.items():
         prefix = Path(*name.split(".")[1:])
         for path in (ROOT / folder).rglob("*"):
-            shipped = path.suffix == ".py" or path.name == "grammar.lark" or "files" in path.parts
+            shipped = (
+                path.suffix in (".py", ".js", ".css")
+                or path.name == "grammar.lark"
+                or "files" in path.parts
+            )
             if shipped and path.is_file() and "__pycache__" not in path.parts:
                 expected.add((prefix / path.relative_to(ROOT / folder)).as_posix())
     assert installed == expected

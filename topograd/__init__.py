@@ -16,6 +16,7 @@ line) and `topograd.gui` (the window, imported only when asked for).
 """
 
 import importlib
+import sys
 
 from topograd import data, functional, nn, optim, train
 from topograd.engine import (
@@ -40,10 +41,13 @@ from topograd.train import History, fit
 
 
 def __getattr__(name):
-    """`tg.testing` (hypothesis) and `tg.__version__` (importlib.metadata) load on first use:
-    together they would double the time `import topograd` takes."""
+    """`tg.testing` (hypothesis), `tg.draw` (the picture code) and `tg.__version__`
+    (importlib.metadata) load on first use: they would double the time `import topograd`
+    takes."""
     if name == "testing":
         return importlib.import_module("topograd.testing")
+    if name == "draw":
+        return importlib.import_module("topograd.gui.notebook").draw
     if name == "__version__":
         from importlib.metadata import PackageNotFoundError, version
 
@@ -67,6 +71,7 @@ __all__ = [
     "data",
     "define_op",
     "detect_anomaly",
+    "draw",
     "enable_grad",
     "fit",
     "functional",
@@ -81,3 +86,15 @@ __all__ = [
     "train",
     "unregister_op",
 ]
+
+
+def _register_notebook_display() -> None:
+    """Inside IPython (a notebook, a qtconsole), show graphs, modules and training histories
+    as pictures: registered here, from outside the engine, which knows nothing of IPython."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    if shell is not None:
+        importlib.import_module("topograd.gui.notebook").register(shell)
+
+
+_register_notebook_display()

@@ -56,7 +56,7 @@ from topograd.engine.train.checks import (
     locate_nonfinite_gradient,
 )
 from topograd.engine.train.history import EARLY_STOPPING, EXPLODED, INTERRUPTED, NONFINITE, History
-from tqdm import tqdm
+from tqdm.auto import tqdm  # a notebook widget inside Jupyter, the text bar elsewhere
 
 
 def fit(
@@ -125,7 +125,8 @@ def fit(
     The diagnosis (History.diagnosis) compares the error of the weights the model ends with
     against `baseline_error` (see `diagnose`). `track_stats=False` skips the per-parameter
     gradient norms and update ratios. `log` receives one line per epoch and the guards'
-    messages (None: silent); `progress` shows a tqdm bar on stderr with loss, accuracy and lr.
+    messages (None: silent); `progress` shows a tqdm bar on stderr with loss, accuracy and lr
+    (tqdm.auto: inside a Jupyter kernel it is a notebook widget instead).
 
     `callback(event, history)` is called after every optimizer step (event "step") and after
     every epoch's measurements (event "epoch"), on the thread that runs `fit`: a window draws
