@@ -33,6 +33,16 @@ class _Freed:
 
 FREED = _Freed()
 _GRAD_LOCK = threading.Lock()
+_CHANGE_LOCK = threading.Lock()
+_latest_change = [0]  # the clock time of the latest in-place change of any tensor
+
+
+def note_change(time: int) -> None:
+    """Remember an in-place change made at `time` (the node clock): a backward pass whose
+    nodes all read their inputs after the latest change can skip checking them one by one."""
+    with _CHANGE_LOCK:
+        if time > _latest_change[0]:
+            _latest_change[0] = time
 
 
 def evaluate(op, inputs, attrs, keep=True):
@@ -177,6 +187,7 @@ def count_users(root, claim: Claim) -> None:
     stack = [root]
     push, pop, keep = stack.append, stack.pop, claim.nodes.append
     shared = claim.shared
+    latest = _latest_change[0]  # nodes made after it read values nobody changed since
     with _CLAIM_LOCK:
         claim.take(root, 0)
         while stack:
@@ -186,13 +197,9 @@ def count_users(root, claim: Claim) -> None:
                 continue
             if node.ctx is FREED:
                 raise RuntimeError(_freed_message(node, root))
-            check = op.uses_values
-            saved = node._saved
-            if check and node._changed > saved:
-                raise RuntimeError(_modified_message(node))
+            if op.uses_values and latest > node._saved:
+                _check_unchanged(node)
             for parent in node.inputs:
-                if check and parent._changed > saved:
-                    raise RuntimeError(_modified_message(node))
                 if parent.requires_grad:
                     owner = parent._owner
                     if owner is claim:
@@ -210,6 +217,12 @@ def count_users(root, claim: Claim) -> None:
                             push(parent)
                         else:
                             record[0] += 1
+
+
+def _check_unchanged(node) -> None:
+    saved = node._saved
+    if node._changed > saved or any(t._changed > saved for t in node.inputs):
+        raise RuntimeError(_modified_message(node))
 
 
 def _freed_message(node, root) -> str:

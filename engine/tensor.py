@@ -12,7 +12,7 @@ import itertools
 from types import MappingProxyType
 
 import numpy as np
-from topograd.engine.executor import describe, evaluate, run_backward
+from topograd.engine.executor import describe, evaluate, note_change, run_backward
 from topograd.engine.modes import AnomalyError, current_layer, current_modes
 from topograd.engine.ops import OPS
 
@@ -173,6 +173,7 @@ class Tensor:
         that numbers nodes), so that nodes made before it refuse to backpropagate."""
         self._version += 1
         self._changed = _next_id()
+        note_change(self._changed)
 
     @property
     def version(self) -> int:
