@@ -32,7 +32,12 @@ Before timing, one step with dropout off checks that the losses and first-layer 
 gradients of all implementations agree with numpy's (and one step with dropout on does the same
 for topograd, which shares numpy's masks); the script exits with status 1 if they do not.
 
-    python bench/tensor.py [--reps 200] [--batches 32 128 1024]
+`--malloc keep` first raises glibc's mmap and trim thresholds as the command line and the
+window do (topograd.dsl.allocator); the default, `--malloc default`, leaves glibc's own
+behaviour. The setting is process-wide and cannot be undone, so compare the two in separate
+runs.
+
+    python bench/tensor.py [--reps 200] [--batches 32 128 1024] [--malloc keep|default]
 """
 
 from __future__ import annotations
@@ -58,6 +63,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from topograd.dsl.allocator import keep_freed_memory
 
 from bench.workloads import batch_norm_backward, batch_norm_train
 from topograd import functional as F
@@ -369,7 +376,16 @@ def main(argv=None):
     parser.add_argument("--reps", type=int, default=200, help="timed steps per implementation")
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps before timing")
     parser.add_argument("--batches", type=int, nargs="+", default=[32, 128, 1024])
+    parser.add_argument(
+        "--malloc",
+        choices=("default", "keep"),
+        default="default",
+        help="keep: raise glibc's mmap and trim thresholds first, as `topograd` does",
+    )
     args = parser.parse_args(argv)
+    malloc = "default"
+    if args.malloc == "keep":
+        malloc = "keep" if keep_freed_memory() else "default (not glibc, or TOPOGRAD_MALLOC)"
 
     check_size = min(args.batches)
     check_lines, ok = cross_check(check_size)
@@ -404,7 +420,8 @@ def main(argv=None):
         f"workload: MLP {'-'.join(map(str, SIZES))}, hidden layers Linear-BatchNorm1d-ReLU-"
         f"Dropout({DROP}), softmax cross-entropy, forward + backward + SGD, float64; "
         f"median ms per step over {args.reps} interleaved steps; {threads}, "
-        f"torch.get_num_threads()={torch.get_num_threads()}, {os.cpu_count()} cores; peak MiB "
+        f"torch.get_num_threads()={torch.get_num_threads()}, {os.cpu_count()} cores; "
+        f"malloc {malloc}; peak MiB "
         "= most bytes allocated during one step and alive at once"
     )
     print()

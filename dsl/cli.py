@@ -10,6 +10,7 @@ import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+from topograd.dsl import allocator
 from topograd.dsl.commands import COMMANDS
 from topograd.dsl.commands.common import USAGE
 from topograd.dsl.plugins import PluginError, load_installed_plugins, load_plugin
@@ -86,6 +87,7 @@ def load_plugins(args) -> bool:
 
 
 def main(argv=None) -> int:
+    allocator.keep_freed_memory()  # training steps reuse freed arrays (dsl/allocator.py)
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["demo"]:
         return run_demo(argv[1:])

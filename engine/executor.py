@@ -5,9 +5,10 @@ through `evaluate` and `iter_backward` here, so stepping through a pass shows ex
 training computes.
 
 A backward pass keeps its bookkeeping (how many users of each node are still to send their
-gradient, the gradients pending) to itself, so passes never see each other's: two threads
-backpropagating through a shared parameter, a stepper paused half-way and a `backward()`
-are independent. Only adding into a leaf's `.grad` touches shared state, under a lock.
+gradient, the gradients pending) on nodes it has claimed or in records of its own (see
+`Claim`), so passes never see each other's: two threads backpropagating through a shared
+parameter, a stepper paused half-way and a `backward()` are independent. Adding into a
+leaf's `.grad` is done under a lock.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from topograd.engine.ops import unbroadcast
 
 
 class _Freed:
-    """The `ctx` of a node whose graph a backward pass freed (see `run_backward`)."""
+    """The `ctx` of a node whose graph a backward pass freed (see `iter_backward`)."""
 
     __slots__ = ()
 

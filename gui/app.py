@@ -12,6 +12,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
+from topograd.dsl import allocator
 from topograd.dsl.training import CommandError, write_atomically
 from topograd.gui.window import MainWindow
 
@@ -20,6 +21,7 @@ def main(path=None, steps: int = 0, screenshot=None, size=(1500, 920), collapse=
     """Open the window on `path`; with `screenshot`, take `steps` steps (forward, then
     backward), save the window as PNG there and quit. The exit code: 0, or 1 when the file
     could not be opened or the screenshot could not be saved."""
+    allocator.keep_freed_memory()  # steps taken in the window reuse freed arrays
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("topograd")
     window = MainWindow()
