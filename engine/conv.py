@@ -1,15 +1,17 @@
 """Convolution and pooling on (N, C, H, W) images: three primitives and their wrappers.
 
-`conv2d` is a cross-correlation with PyTorch's weight layout (F, C, HH, WW), computed as one
-matrix product on an im2col copy of the (padded) input; its VJP sums the columns' gradient
-back over the HH * WW kernel offsets (col2im). `max_pool2d` and `avg_pool2d` run over the
-kernel offsets too, each offset one strided slice, so no Python loop touches a pixel. The bias
-add is a broadcast add and flatten a reshape: compositions, not primitives.
+`conv2d` is a cross-correlation with PyTorch's weight layout (F, C / groups, HH, WW), computed
+as one matrix product per group on an im2col copy of the (padded) input; its VJP sums the
+columns' gradient back over the HH * WW kernel offsets (col2im). `max_pool2d` and
+`avg_pool2d` run over the kernel offsets too, each offset one strided slice, so no Python loop
+touches a pixel. The bias add is a broadcast add, flatten a reshape and global average pooling
+a mean: compositions, not primitives.
 
-Output sizes follow the notes: H' = 1 + (H + 2 * padding - HH) / stride must be a whole
-number, and a stride that does not divide H + 2 * padding - HH raises a ValueError (so does a
-kernel larger than the padded input). PyTorch instead floors the quotient and silently drops
-the last rows and columns; reshape or pad the input to get its result.
+Output sizes are PyTorch's: H' = floor((H + 2 * padding - dilation * (HH - 1) - 1) / stride) + 1,
+so a stride that does not divide leaves the last rows and columns out (the notes' formula
+H' = 1 + (H + 2 * padding - HH) / stride where it is whole). Pooling's `ceil_mode=True` rounds
+up instead, dropping a last window that would start in the right padding, as PyTorch does. A
+kernel larger than the padded input raises a ValueError.
 
 >>> import numpy as np
 >>> from topograd.engine import Tensor, functional as F
@@ -26,6 +28,7 @@ the last rows and columns; reshape or pad the input to get its result.
 from __future__ import annotations
 
 from itertools import product
+from typing import NamedTuple
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -47,88 +50,132 @@ def _check_image(x_shape, label="input"):
         raise ValueError(f"{label} must be 4-D (N, C, H, W), got shape {tuple(x_shape)}")
 
 
-def _output_size(x_shape, kernel, stride, padding):
-    """(H', W') by the notes' formula; raises ValueError where it is not a whole number."""
-    if min(stride) < 1:
-        raise ValueError(f"stride must be positive, got {stride}")
-    if min(padding) < 0:
-        raise ValueError(f"padding must be >= 0, got {padding}")
-    if min(kernel) < 1:
-        raise ValueError(f"kernel size must be positive, got {kernel}")
+def _check_ranges(kernel, stride, padding, dilation):
+    """Refuse sizes that make no window, before any arithmetic divides by them."""
+    for label, pair, low in (
+        ("kernel size", kernel, 1),
+        ("stride", stride, 1),
+        ("padding", padding, 0),
+        ("dilation", dilation, 1),
+    ):
+        if min(pair) < low:
+            raise ValueError(f"{label} must be >= {low}, got {pair}")
+
+
+def _span(kernel, dilation):
+    """How many input pixels a (dilated) kernel covers along each axis."""
+    return tuple(d * (k - 1) + 1 for k, d in zip(kernel, dilation))
+
+
+def _output_size(x_shape, kernel, stride, padding, dilation=(1, 1), ceil_mode=False):
+    """(H', W') as PyTorch computes them (see the module docstring)."""
+    _check_ranges(kernel, stride, padding, dilation)
+    span = _span(kernel, dilation)
     padded = (x_shape[2] + 2 * padding[0], x_shape[3] + 2 * padding[1])
-    if kernel[0] > padded[0] or kernel[1] > padded[1]:
+    if span[0] > padded[0] or span[1] > padded[1]:
+        dilated = f" (dilated to {span[0]}x{span[1]})" if dilation != (1, 1) else ""
         raise ValueError(
-            f"kernel {kernel[0]}x{kernel[1]} is larger than the padded input "
+            f"kernel {kernel[0]}x{kernel[1]}{dilated} is larger than the padded input "
             f"{padded[0]}x{padded[1]} (input {tuple(x_shape)}, padding {padding})"
         )
-    sizes = []
-    for axis, name, k in ((0, "H", "HH"), (1, "W", "WW")):
-        span = padded[axis] - kernel[axis]
-        if span % stride[axis]:
-            raise ValueError(
-                f"stride {stride[axis]} does not divide {name} + 2*padding - {k} = "
-                f"{x_shape[2 + axis]} + {2 * padding[axis]} - {kernel[axis]} = {span} "
-                f"(input {tuple(x_shape)}, kernel {kernel}): the output size "
-                f"1 + ({name} + 2*padding - {k}) / stride must be whole (PyTorch would floor "
-                f"it and drop the last {span % stride[axis]} rows/columns)"
-            )
-        sizes.append(1 + span // stride[axis])
-    return tuple(sizes)
+    return tuple(
+        _axis_size(x_shape[2 + axis], span[axis], stride[axis], padding[axis], ceil_mode)
+        for axis in (0, 1)
+    )
 
 
-def _offsets(kernel, stride, out_size):
+def _axis_size(size, span, stride, padding, ceil_mode):
+    """Windows along one axis: where each may start, rounded down (or up with ceil_mode)."""
+    room = size + 2 * padding - span
+    if not ceil_mode:
+        return room // stride + 1
+    out = -(-room // stride) + 1
+    # NOTE: PyTorch's ceil_mode rule: the last window must start inside the input or its left
+    # padding; one that would start in the right padding is dropped.
+    return out - 1 if (out - 1) * stride >= size + padding else out
+
+
+def _offsets(kernel, stride, out_size, dilation=(1, 1)):
     """For each kernel offset (i, j): the strided slices of the (padded) input it touches."""
-    (sh, sw), (ho, wo) = stride, out_size
+    (sh, sw), (ho, wo), (dh, dw) = stride, out_size, dilation
     return [
-        (slice(i, i + sh * (ho - 1) + 1, sh), slice(j, j + sw * (wo - 1) + 1, sw))
+        (
+            slice(dh * i, dh * i + sh * (ho - 1) + 1, sh),
+            slice(dw * j, dw * j + sw * (wo - 1) + 1, sw),
+        )
         for i, j in product(range(kernel[0]), range(kernel[1]))
     ]
 
 
-def _pad(x, padding):
-    ph, pw = padding
-    if not (ph or pw):
+def _pad(x, widths, fill=0.0):
+    """x with ((top, bottom), (left, right)) rows and columns of `fill` around each plane."""
+    if not any(sum(widths, ())):
         return x
-    return np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    return np.pad(x, ((0, 0), (0, 0), *widths), constant_values=fill)
+
+
+def _crop(padded, top_left, size):
+    """The (H, W) planes of a padded gradient that belong to the input (the padding's part
+    of the gradient is dropped); the array itself where nothing was padded."""
+    if padded.shape[-2:] == tuple(size):
+        return padded
+    (top, left), (h, w) = top_left, size
+    return padded[..., top : top + h, left : left + w]
 
 
 # --- conv2d -------------------------------------------------------------------------------------
 CHUNK_BYTES = 2**20  # im2col works on a few samples at a time: about this many bytes of columns
 
 
-def _conv2d(x, w, stride=(1, 1), padding=(0, 0), save=True):
-    stride, padding = _pair(stride, "stride"), _pair(padding, "padding")
-    _check_image(x.shape)
-    _check_image(w.shape, "weight (F, C, HH, WW)")
-    if x.shape[1] != w.shape[1]:
+def _conv_output_size(x_shape, w_shape, stride, padding, dilation, groups):
+    """(H', W') of a convolution, after checking that the channels split into the groups."""
+    _check_image(x_shape)
+    _check_image(w_shape, "weight (F, C / groups, HH, WW)")
+    if not isinstance(groups, (int, np.integer)) or groups < 1:
+        raise ValueError(f"groups must be a positive int, got {groups!r}")
+    c, f, per_group = x_shape[1], w_shape[0], w_shape[1]
+    if f % groups:
         raise ValueError(
-            f"input has {x.shape[1]} channels (shape {x.shape}) but the weight expects "
-            f"{w.shape[1]} (weight shape {w.shape})"
+            f"groups={groups} does not divide the weight's {f} output channels "
+            f"(weight shape {w_shape})"
         )
-    ho, wo = _output_size(x.shape, w.shape[2:], stride, padding)
+    if c != per_group * groups:
+        split = f" ({groups} groups of {per_group})" if groups > 1 else ""
+        raise ValueError(
+            f"input has {c} channels (shape {x_shape}) but the weight expects "
+            f"{per_group * groups}{split} (weight shape {w_shape})"
+        )
+    return _output_size(x_shape, w_shape[2:], stride, padding, dilation)
+
+
+def _conv2d(x, w, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1, save=True):
+    stride, padding = _pair(stride, "stride"), _pair(padding, "padding")
+    dilation = _pair(dilation, "dilation")
+    ho, wo = _conv_output_size(x.shape, w.shape, stride, padding, dilation, groups)
     n, f = x.shape[0], w.shape[0]
-    w2 = w.reshape(f, -1)
-    windows = _windows(_pad(x, padding), w.shape[2:], stride, (ho, wo))
+    w3 = w.reshape(groups, f // groups, -1)  # one (F/G, C/G * HH * WW) matrix per group
+    x_pad = _pad(x, ((padding[0],) * 2, (padding[1],) * 2))
+    windows = _windows(x_pad, w.shape[2:], stride, dilation, (ho, wo))
     out = np.empty((n, f, ho, wo), dtype=np.result_type(x, w))
     # The samples go through in chunks whose columns fit in the cache, so that each chunk's
     # im2col copy is still there when the matrix product reads it; the columns are kept for
     # the VJP's weight gradient, unless nothing will backpropagate (`save=False`).
-    chunk = max(1, CHUNK_BYTES // (w2.shape[1] * ho * wo * out.itemsize))
+    chunk = max(1, CHUNK_BYTES // (groups * w3.shape[2] * ho * wo * out.itemsize))
     saved = []
     for start in range(0, n, chunk):
         cols = _im2col(windows[start : start + chunk])
-        part = (w2 @ cols).reshape(f, -1, ho, wo)  # (F, chunk, H', W')
+        part = (w3 @ _by_group(cols, groups)).reshape(f, -1, ho, wo)  # (F, chunk, H', W')
         out[start : start + chunk] = part.transpose(1, 0, 2, 3)
         if save:
             saved.append(cols)
     return out, ((chunk, saved) if save else None)
 
 
-def _windows(x_pad, kernel, stride, out_size):
+def _windows(x_pad, kernel, stride, dilation, out_size):
     """The (N, C, H', W', HH, WW) view of every window the kernel visits (no copy)."""
-    (sh, sw), (ho, wo) = stride, out_size
-    windows = sliding_window_view(x_pad, kernel, axis=(2, 3))
-    return windows[:, :, : sh * (ho - 1) + 1 : sh, : sw * (wo - 1) + 1 : sw]
+    (sh, sw), (dh, dw), (ho, wo) = stride, dilation, out_size
+    windows = sliding_window_view(x_pad, _span(kernel, dilation), axis=(2, 3))
+    return windows[:, :, : sh * (ho - 1) + 1 : sh, : sw * (wo - 1) + 1 : sw, ::dh, ::dw]
 
 
 def _im2col(windows):
@@ -138,31 +185,54 @@ def _im2col(windows):
     return np.ascontiguousarray(windows.transpose(1, 4, 5, 0, 2, 3)).reshape(c * kh * kw, -1)
 
 
-def _conv2d_vjp(g, out, x, w, stride=(1, 1), padding=(0, 0), ctx=None, needs=(True, True)):
+def _by_group(rows, groups):
+    """(G, rows / G, columns) view of a matrix whose rows run channel by channel: the
+    channels of one group are consecutive, so each group's rows are one block (no copy)."""
+    return rows.reshape(groups, -1, rows.shape[-1])
+
+
+def _col2im(dcols, offsets, size, padding):
+    """The input's gradient (C, m, H, W) from the columns' (C, HH * WW, m, H', W'): each
+    kernel offset's rows go back to the strided slice of the padded input they came from, and
+    overlaps add up."""
+    c, _, m = dcols.shape[:3]
+    (ph, pw), (h, w) = padding, size
+    dx_pad = np.zeros((c, m, h + 2 * ph, w + 2 * pw), dtype=dcols.dtype)
+    for k, (rows, columns) in enumerate(offsets):
+        dx_pad[:, :, rows, columns] += dcols[:, k]
+    return _crop(dx_pad, padding, size)
+
+
+def _conv2d_vjp(
+    g,
+    out,
+    x,
+    w,
+    stride=(1, 1),
+    padding=(0, 0),
+    dilation=(1, 1),
+    groups=1,
+    ctx=None,
+    needs=(True, True),
+):
     stride, padding = _pair(stride, "stride"), _pair(padding, "padding")
+    dilation = _pair(dilation, "dilation")
     chunk, saved = ctx
-    f, c, kh, kw = w.shape
-    ho, wo = g.shape[2:]
-    (ph, pw), (h, width) = padding, x.shape[2:]
-    w2t = w.reshape(f, -1).T
-    offsets = _offsets((kh, kw), stride, (ho, wo))
-    dw = np.zeros(w2t.shape[::-1], dtype=g.dtype) if needs[1] else None
+    f, _, kh, kw = w.shape
+    c, (ho, wo) = x.shape[1], g.shape[2:]
+    w3 = w.reshape(groups, f // groups, -1)
+    offsets = _offsets((kh, kw), stride, (ho, wo), dilation)
+    dw = np.zeros(w3.shape, dtype=g.dtype) if needs[1] else None
     dx = np.empty(x.shape, dtype=np.result_type(g, w)) if needs[0] else None
     for start, cols in zip(range(0, x.shape[0], chunk), saved):
         part = g[start : start + chunk]
-        g2 = np.ascontiguousarray(part.transpose(1, 0, 2, 3)).reshape(f, -1)  # (F, m*H'*W')
+        g3 = _by_group(np.ascontiguousarray(part.transpose(1, 0, 2, 3)).reshape(f, -1), groups)
         if needs[1]:
-            dw += g2 @ cols.T
+            dw += g3 @ _by_group(cols, groups).transpose(0, 2, 1)
         if needs[0]:
-            # col2im: each kernel offset's rows of the columns' gradient go back to the
-            # strided slice of the padded input they came from; overlaps add up.
-            dcols = (w2t @ g2).reshape(c, kh * kw, part.shape[0], ho, wo)
-            dxp = np.zeros((c, part.shape[0], h + 2 * ph, width + 2 * pw), dtype=dx.dtype)
-            for k, (rows, columns) in enumerate(offsets):
-                dxp[:, :, rows, columns] += dcols[:, k]
-            dx[start : start + chunk] = dxp[:, :, ph : ph + h, pw : pw + width].transpose(
-                1, 0, 2, 3
-            )
+            dcols = (w3.transpose(0, 2, 1) @ g3).reshape(c, kh * kw, part.shape[0], ho, wo)
+            dx_part = _col2im(dcols, offsets, x.shape[2:], padding)
+            dx[start : start + chunk] = dx_part.transpose(1, 0, 2, 3)
     return dx, (dw.reshape(w.shape) if needs[1] else None)
 
 
@@ -172,8 +242,8 @@ register_op(
         _conv2d,
         _conv2d_vjp,
         2,
-        "out[n,f] = sum_c,i,j w[f,c,i,j] * x_pad[n,c,s*h+i,s*w+j]",
-        "dw = g @ im2col(x)^T; dx = col2im(w^T @ g) (summed over kernel offsets)",
+        "out[n,f] = sum_c,i,j w[f,c,i,j] * x_pad[n,c,s*h+d*i,s*w+d*j] (c: f's group's channels)",
+        "dw = g @ im2col(x)^T; dx = col2im(w^T @ g) (summed over kernel offsets; per group)",
         kind="conv2d",
         saves=True,
         optional_save=True,
@@ -183,17 +253,45 @@ register_op(
 
 
 # --- pooling -------------------------------------------------------------------------------------
-def _pool_geometry(x, kernel_size, stride):
-    _check_image(x.shape)
+class _PoolGeometry(NamedTuple):
+    kernel: tuple
+    stride: tuple
+    padding: tuple  # (top, left)
+    size: tuple  # (H', W')
+    widths: tuple  # ((top, bottom), (left, right)) rows and columns padded around each plane
+
+
+def _pool_geometry(x_shape, kernel_size, stride, padding, ceil_mode):
+    """Where the windows lie. A ceil_mode window may hang past the bottom or right padding:
+    the input is then padded further on that side, so that every window is a full slice."""
+    _check_image(x_shape)
     kernel = _pair(kernel_size, "kernel_size")
     stride = kernel if stride is None else _pair(stride, "stride")
-    return kernel, stride, _output_size(x.shape, kernel, stride, (0, 0))
+    padding = _pair(padding, "padding")
+    size = _output_size(x_shape, kernel, stride, padding, ceil_mode=ceil_mode)
+    if padding[0] > kernel[0] // 2 or padding[1] > kernel[1] // 2:
+        raise ValueError(
+            f"padding {padding} must be at most half the kernel {kernel} (PyTorch's limit)"
+        )
+    widths = tuple(
+        (p, max(p, (o - 1) * s + k - n - p))
+        for n, k, s, p, o in zip(x_shape[2:], kernel, stride, padding, size)
+    )
+    return _PoolGeometry(kernel, stride, padding, size, widths)
 
 
-def _max_pool2d(x, kernel_size=2, stride=None):
-    kernel, stride, size = _pool_geometry(x, kernel_size, stride)
+def _padded_shape(x_shape, widths):
+    (top, bottom), (left, right) = widths
+    return (*x_shape[:2], x_shape[2] + top + bottom, x_shape[3] + left + right)
+
+
+def _max_pool2d(x, kernel_size=2, stride=None, padding=0, ceil_mode=False):
+    geometry = _pool_geometry(x.shape, kernel_size, stride, padding, ceil_mode)
+    # NOTE: the padding is -inf, as in PyTorch: it never wins a window, since every window
+    # holds at least one input value (padding is at most half the kernel).
+    x = _pad(x, geometry.widths, -np.inf)
     out = arg = None
-    for k, (rows, columns) in enumerate(_offsets(kernel, stride, size)):
+    for k, (rows, columns) in enumerate(_offsets(geometry.kernel, geometry.stride, geometry.size)):
         v = x[:, :, rows, columns]
         if out is None:
             out, arg = v.copy(), np.zeros(v.shape, dtype=np.int32)
@@ -206,31 +304,51 @@ def _max_pool2d(x, kernel_size=2, stride=None):
     return out, arg
 
 
-def _max_pool2d_vjp(g, out, x, kernel_size=2, stride=None, ctx=None):
-    kernel, stride, size = _pool_geometry(x, kernel_size, stride)
-    dx = np.zeros(x.shape, dtype=g.dtype)
-    for k, (rows, columns) in enumerate(_offsets(kernel, stride, size)):
+def _max_pool2d_vjp(g, out, x, kernel_size=2, stride=None, padding=0, ceil_mode=False, ctx=None):
+    geometry = _pool_geometry(x.shape, kernel_size, stride, padding, ceil_mode)
+    dx = np.zeros(_padded_shape(x.shape, geometry.widths), dtype=g.dtype)
+    for k, (rows, columns) in enumerate(_offsets(geometry.kernel, geometry.stride, geometry.size)):
         dx[:, :, rows, columns] += np.where(ctx == k, g, 0.0).astype(g.dtype, copy=False)
-    return (dx,)
+    return (_crop(dx, geometry.padding, x.shape[2:]),)
 
 
-def _avg_pool2d(x, kernel_size=2, stride=None):
-    kernel, stride, size = _pool_geometry(x, kernel_size, stride)
-    offsets = _offsets(kernel, stride, size)
+def _window_sizes(geometry, x_shape, dtype):
+    """What avg pooling divides each window's sum by: the (H', W') counts of the window's
+    pixels inside the input and its padding, or the kernel's area (a scalar, a cheaper
+    division) where every window lies inside."""
+    # NOTE: PyTorch's count_include_pad=True: padding counts as zeros in the window, so
+    # windows are divided by the kernel's area, except where a ceil_mode window hangs past
+    # the padding: that part is not counted.
+    counts = [
+        np.minimum(k, n + 2 * p - s * np.arange(o))
+        for n, k, s, p, o in zip(
+            x_shape[2:], geometry.kernel, geometry.stride, geometry.padding, geometry.size
+        )
+    ]
+    if all(c.min() == k for c, k in zip(counts, geometry.kernel)):
+        return dtype.type(geometry.kernel[0] * geometry.kernel[1])
+    return np.outer(*counts).astype(dtype)
+
+
+def _avg_pool2d(x, kernel_size=2, stride=None, padding=0, ceil_mode=False):
+    geometry = _pool_geometry(x.shape, kernel_size, stride, padding, ceil_mode)
+    sizes = _window_sizes(geometry, x.shape, x.dtype)
+    x = _pad(x, geometry.widths)
+    offsets = _offsets(geometry.kernel, geometry.stride, geometry.size)
     out = x[:, :, offsets[0][0], offsets[0][1]].copy()
     for rows, columns in offsets[1:]:
         out += x[:, :, rows, columns]
-    out /= kernel[0] * kernel[1]
+    out /= sizes
     return out
 
 
-def _avg_pool2d_vjp(g, out, x, kernel_size=2, stride=None):
-    kernel, stride, size = _pool_geometry(x, kernel_size, stride)
-    share = g / (kernel[0] * kernel[1])
-    dx = np.zeros(x.shape, dtype=share.dtype)
-    for rows, columns in _offsets(kernel, stride, size):
+def _avg_pool2d_vjp(g, out, x, kernel_size=2, stride=None, padding=0, ceil_mode=False):
+    geometry = _pool_geometry(x.shape, kernel_size, stride, padding, ceil_mode)
+    share = g / _window_sizes(geometry, x.shape, g.dtype)
+    dx = np.zeros(_padded_shape(x.shape, geometry.widths), dtype=share.dtype)
+    for rows, columns in _offsets(geometry.kernel, geometry.stride, geometry.size):
         dx[:, :, rows, columns] += share
-    return (dx,)
+    return (_crop(dx, geometry.padding, x.shape[2:]),)
 
 
 register_op(
@@ -239,7 +357,7 @@ register_op(
         _max_pool2d,
         _max_pool2d_vjp,
         1,
-        "max over each kernel window",
+        "max over each kernel window (padding: -inf)",
         "dx = g at the window's argmax (ties: the first, as PyTorch)",
         kind="pool2d",
         domain="distinct",
@@ -252,8 +370,8 @@ register_op(
         _avg_pool2d,
         _avg_pool2d_vjp,
         1,
-        "mean over each kernel window",
-        "dx = g / (kh * kw) spread over each window",
+        "mean over each kernel window (padding: zeros, counted)",
+        "dx = g / (window size) spread over each window",
         kind="pool2d",
     )
 )
@@ -264,11 +382,22 @@ def _tensor(x) -> Tensor:
     return x if isinstance(x, Tensor) else Tensor(x)
 
 
-def conv2d(x, w, b=None, stride=1, padding=0):
-    """Cross-correlate x (N, C, H, W) with w (F, C, HH, WW), add b (F,): (N, F, H', W')."""
+def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
+    """Cross-correlate x (N, C, H, W) with w (F, C / groups, HH, WW), add b (F,): (N, F, H', W').
+
+    PyTorch's arguments: `dilation` spaces the kernel's taps that many pixels apart; with
+    `groups` G, output channels f * F/G ... (f + 1) * F/G - 1 see only input channels
+    f * C/G ... (f + 1) * C/G - 1 (G = C: depthwise).
+    """
     x, w = _tensor(x), _tensor(w)
     out = apply(
-        OPS["conv2d"], x, w, stride=_pair(stride, "stride"), padding=_pair(padding, "padding")
+        OPS["conv2d"],
+        x,
+        w,
+        stride=_pair(stride, "stride"),
+        padding=_pair(padding, "padding"),
+        dilation=_pair(dilation, "dilation"),
+        groups=groups,
     )
     if b is None:
         return out
@@ -278,20 +407,44 @@ def conv2d(x, w, b=None, stride=1, padding=0):
     return out + b.reshape(w.shape[0], 1, 1)
 
 
-def max_pool2d(x, kernel_size, stride=None):
-    """Max over kernel_size windows of (N, C, H, W), moved by stride (default kernel_size)."""
-    stride = None if stride is None else _pair(stride, "stride")
-    return apply(
-        OPS["max_pool2d"], _tensor(x), kernel_size=_pair(kernel_size, "kernel_size"), stride=stride
-    )
+def _pool_attributes(kernel_size, stride, padding, ceil_mode):
+    return {
+        "kernel_size": _pair(kernel_size, "kernel_size"),
+        "stride": None if stride is None else _pair(stride, "stride"),
+        "padding": _pair(padding, "padding"),
+        "ceil_mode": bool(ceil_mode),
+    }
 
 
-def avg_pool2d(x, kernel_size, stride=None):
-    """Mean over kernel_size windows of (N, C, H, W), moved by stride (default kernel_size)."""
-    stride = None if stride is None else _pair(stride, "stride")
-    return apply(
-        OPS["avg_pool2d"], _tensor(x), kernel_size=_pair(kernel_size, "kernel_size"), stride=stride
-    )
+# NOTE: ceil_mode is keyword-only: PyTorch's max_pool2d takes `dilation` in that place, so a
+# positional call copied from PyTorch fails instead of meaning something else.
+def max_pool2d(x, kernel_size, stride=None, padding=0, *, ceil_mode=False):
+    """Max over kernel_size windows of (N, C, H, W), moved by stride (default kernel_size);
+    `padding` (at most half the kernel) adds -inf around each plane, as in PyTorch."""
+    attributes = _pool_attributes(kernel_size, stride, padding, ceil_mode)
+    return apply(OPS["max_pool2d"], _tensor(x), **attributes)
+
+
+def avg_pool2d(x, kernel_size, stride=None, padding=0, *, ceil_mode=False):
+    """Mean over kernel_size windows of (N, C, H, W), moved by stride (default kernel_size);
+    `padding` adds zeros that count in the mean (PyTorch's count_include_pad=True)."""
+    attributes = _pool_attributes(kernel_size, stride, padding, ceil_mode)
+    return apply(OPS["avg_pool2d"], _tensor(x), **attributes)
+
+
+def adaptive_avg_pool2d(x, output_size):
+    """Global average pooling: the mean of each (N, C) plane, kept as (N, C, 1, 1) like
+    PyTorch's AdaptiveAvgPool2d((1, 1)). Only output_size 1 is supported."""
+    x = _tensor(x)
+    if x.ndim != 4:
+        raise ValueError(f"adaptive_avg_pool2d: input must be 4-D (N, C, H, W), got {x.shape}")
+    if _pair(output_size, "output_size") != (1, 1):
+        raise ValueError(
+            f"adaptive_avg_pool2d supports output_size 1 (global average pooling) only, got "
+            f"{output_size!r}; for sizes that divide H and W, avg_pool2d with kernel_size = "
+            f"stride = (H // out_h, W // out_w) computes the same"
+        )
+    return x.mean(axis=(2, 3), keepdims=True)
 
 
 def flatten(x, start_dim=1):

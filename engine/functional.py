@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 from topograd.engine.averages import ewma_update_
+from topograd.engine.conv import adaptive_avg_pool2d as adaptive_avg_pool2d
 from topograd.engine.conv import avg_pool2d as avg_pool2d
 from topograd.engine.conv import conv2d as conv2d
 from topograd.engine.conv import flatten as flatten
@@ -431,6 +432,7 @@ for _name, _function in (
     ("conv2d", conv2d),
     ("max_pool2d", max_pool2d),
     ("avg_pool2d", avg_pool2d),
+    ("adaptive_avg_pool2d", adaptive_avg_pool2d),
     ("flatten", flatten),
 ):
     FUNCTIONS.register(_name)(_function)
@@ -440,6 +442,7 @@ for _name, _loss in LOSSES.items():
 __all__ = [
     "FUNCTIONS",
     "LOSSES",
+    "adaptive_avg_pool2d",
     "avg_pool2d",
     "batch_norm",
     "binary_cross_entropy_with_logits",

@@ -46,7 +46,15 @@ from topograd.dsl.torch_backend.counterparts import OPTIMIZER_TABLE, TORCH_LACKS
 from topograd.dsl.training import CommandError, write_atomically
 from topograd.engine import Tensor, nn
 from topograd.engine.custom_ops import CUSTOM
-from topograd.engine.nn.conv import AvgPool2d, Conv2d, Flatten, InstanceNorm2d, MaxPool2d, Unflatten
+from topograd.engine.nn.conv import (
+    AdaptiveAvgPool2d,
+    AvgPool2d,
+    Conv2d,
+    Flatten,
+    InstanceNorm2d,
+    MaxPool2d,
+    Unflatten,
+)
 from topograd.engine.nn.norm import GroupNorm, LayerNorm
 from topograd.engine.nn.scalar import ScalarLinear
 from topograd.engine.optim import OPTIMIZERS
@@ -329,9 +337,12 @@ def _conv(module):
     options = {
         "stride": _pair(module.stride),
         "padding": _pair(module.padding),
+        "dilation": _pair(module.dilation),
+        "groups": module.groups,
         "bias": module.bias is not None,
     }
-    options = _changed(options, {"stride": 1, "padding": 0, "bias": True})
+    defaults = {"stride": 1, "padding": 0, "dilation": 1, "groups": 1, "bias": True}
+    options = _changed(options, defaults)
     arguments = [module.in_channels, module.out_channels, _pair(module.kernel_size)]
     weights = {"weight": module.weight.data}
     if module.bias is not None:
@@ -346,7 +357,15 @@ def _pool(module):
         else ("avgpool", "nn.AvgPool2d")
     )
     options = {} if module.stride == module.kernel_size else {"stride": _pair(module.stride)}
+    options |= _changed(
+        {"padding": _pair(module.padding), "ceil_mode": module.ceil_mode},
+        {"padding": 0, "ceil_mode": False},
+    )
     return kind, _call(torch_class, [_pair(module.kernel_size)], options), {}
+
+
+def _adaptive_pool(module):
+    return "avgpool", _call("nn.AdaptiveAvgPool2d", [_pair(module.output_size)], {}), {}
 
 
 def _flatten(module):
@@ -405,6 +424,7 @@ _TRANSLATIONS = (
     (nn.Maxout, _maxout),
     (Conv2d, _conv),
     ((MaxPool2d, AvgPool2d), _pool),
+    (AdaptiveAvgPool2d, _adaptive_pool),
     (Flatten, _flatten),
     (Unflatten, _unflatten),
     (nn.BatchNorm1d, _batchnorm),  # BatchNorm2d is a subclass

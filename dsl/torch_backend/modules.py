@@ -248,12 +248,24 @@ def _conv2d(module, path):
         module.kernel_size,
         stride=module.stride,
         padding=module.padding,
+        dilation=module.dilation,
+        groups=module.groups,
         bias=module.bias is not None,
     )
 
 
-_converts(enn.MaxPool2d)(lambda module, path: tnn.MaxPool2d(module.kernel_size, module.stride))
-_converts(enn.AvgPool2d)(lambda module, path: tnn.AvgPool2d(module.kernel_size, module.stride))
+def _pool_options(module) -> dict:
+    return {"stride": module.stride, "padding": module.padding, "ceil_mode": module.ceil_mode}
+
+
+# average pooling counts the zero padding in the mean, torch's count_include_pad=True
+_converts(enn.MaxPool2d)(
+    lambda module, path: tnn.MaxPool2d(module.kernel_size, **_pool_options(module))
+)
+_converts(enn.AvgPool2d)(
+    lambda module, path: tnn.AvgPool2d(module.kernel_size, **_pool_options(module))
+)
+_converts(enn.AdaptiveAvgPool2d)(lambda module, path: tnn.AdaptiveAvgPool2d(module.output_size))
 _converts(enn.Flatten)(lambda module, path: tnn.Flatten(module.start_dim))
 _converts(enn.Unflatten)(lambda module, path: Unflatten(module.shape))
 

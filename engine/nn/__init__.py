@@ -2,6 +2,7 @@
 and the image layers (Conv2d, pooling, Flatten, BatchNorm2d, InstanceNorm2d)."""
 
 from topograd.engine.nn.conv import (
+    AdaptiveAvgPool2d,
     AvgPool2d,
     BatchNorm2d,
     Conv2d,
@@ -29,6 +30,7 @@ from topograd.engine.nn.scalar import Neuron, ScalarLinear, ScalarSequential
 __all__ = [
     "ELU",
     "LAYERS",
+    "AdaptiveAvgPool2d",
     "AvgPool2d",
     "BatchNorm1d",
     "BatchNorm2d",

@@ -1,8 +1,8 @@
 """Image layers on (N, C, H, W): convolution, pooling, flatten and the image normalizations.
 
-Conv2d, MaxPool2d and AvgPool2d call the primitives of engine/conv.py; BatchNorm2d and
-InstanceNorm2d are compositions of primitives (BatchNorm2d's `fused=True` is the one fused
-primitive), so the engine derives their backward passes.
+Conv2d, MaxPool2d and AvgPool2d call the primitives of engine/conv.py; AdaptiveAvgPool2d (a
+mean), BatchNorm2d and InstanceNorm2d are compositions of primitives (BatchNorm2d's
+`fused=True` is the one fused primitive), so the engine derives their backward passes.
 
 >>> from topograd.engine import Tensor, nn
 >>> net = nn.Sequential(
@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 from topograd.engine import functional as F
 from topograd.engine import init as initializers
-from topograd.engine.conv import _pair
+from topograd.engine.conv import _pair, adaptive_avg_pool2d
 from topograd.engine.nn.layers import LAYERS
 from topograd.engine.nn.module import Module, Parameter
 from topograd.engine.nn.norm import BatchNorm1d
@@ -42,11 +42,13 @@ def _prefixed(layer, call, *args, **kwargs):
 
 @LAYERS.register("conv2d")
 class Conv2d(Module):
-    """2-D cross-correlation with weight (F, C, HH, WW) and bias (F,), PyTorch's layout.
+    """2-D cross-correlation with weight (F, C / groups, HH, WW) and bias (F,), PyTorch's layout
+    and arguments.
 
     `init` is an initializer name from engine.init or a callable `(shape, rng) -> ndarray`;
-    its fan_in is C * HH * WW (it draws a (C*HH*WW, F) matrix that is reshaped to the kernel).
-    A stride that does not divide H + 2*padding - HH raises (the notes' rule; PyTorch floors).
+    its fan_in is C / groups * HH * WW (it draws a (C/groups * HH*WW, F) matrix that is
+    reshaped to the kernel). The output size is PyTorch's: a stride that does not divide
+    H + 2*padding - dilation*(HH - 1) - 1 leaves the last rows and columns out.
     """
 
     def __init__(
@@ -56,28 +58,29 @@ class Conv2d(Module):
         kernel_size,
         stride=1,
         padding=0,
+        dilation=1,
+        groups=1,
         bias=True,
         init="he",
         rng=None,
         dtype=None,
     ):
         super().__init__()
-        if in_channels <= 0 or out_channels <= 0:
-            raise ValueError(
-                f"Conv2d needs positive channel counts, got in={in_channels}, out={out_channels}"
-            )
-        self.in_channels, self.out_channels = in_channels, out_channels
+        _check_channels(in_channels, out_channels, groups)
+        self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
         self.kernel_size = _pair(kernel_size, "Conv2d kernel_size")
         self.stride = _pair(stride, "Conv2d stride")
         self.padding = _pair(padding, "Conv2d padding")
-        if min(self.kernel_size) < 1 or min(self.stride) < 1 or min(self.padding) < 0:
+        self.dilation = _pair(dilation, "Conv2d dilation")
+        if min(self.kernel_size + self.stride + self.dilation) < 1 or min(self.padding) < 0:
             raise ValueError(
-                f"Conv2d needs kernel_size >= 1, stride >= 1 and padding >= 0, got "
-                f"{self.kernel_size}, {self.stride}, {self.padding}"
+                f"Conv2d needs kernel_size, stride and dilation >= 1 and padding >= 0, got "
+                f"{self.kernel_size}, {self.stride}, {self.dilation}, {self.padding}"
             )
-        fan_in = in_channels * self.kernel_size[0] * self.kernel_size[1]
+        per_group = in_channels // groups
+        fan_in = per_group * self.kernel_size[0] * self.kernel_size[1]
         drawn = initializers.get(init)((fan_in, out_channels), rng)
-        weight = np.asarray(drawn).T.reshape(out_channels, in_channels, *self.kernel_size)
+        weight = np.asarray(drawn).T.reshape(out_channels, per_group, *self.kernel_size)
         self.weight = Parameter(weight, dtype=dtype)
         self.bias = Parameter(np.zeros(out_channels), dtype=dtype) if bias else None
 
@@ -85,50 +88,119 @@ class Conv2d(Module):
         x = x if isinstance(x, Tensor) else Tensor(x, dtype=self.weight.dtype)
         _check_image(self, x, self.in_channels)
         return _prefixed(
-            self, F.conv2d, x, self.weight, self.bias, stride=self.stride, padding=self.padding
+            self,
+            F.conv2d,
+            x,
+            self.weight,
+            self.bias,
+            stride=self.stride,
+            padding=self.padding,
+            dilation=self.dilation,
+            groups=self.groups,
         )
 
     def extra_repr(self):
+        # dilation and groups only where they differ from the default, as PyTorch writes them
+        options = _non_default(dilation=(self.dilation, (1, 1)), groups=(self.groups, 1))
         return (
             f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-            f"stride={self.stride}, padding={self.padding}, bias={self.bias is not None}"
+            f"stride={self.stride}, padding={self.padding}{options}, bias={self.bias is not None}"
         )
+
+
+def _check_channels(in_channels, out_channels, groups):
+    """Positive channel counts that split into `groups` equal groups, or a ValueError."""
+    if in_channels <= 0 or out_channels <= 0:
+        raise ValueError(
+            f"Conv2d needs positive channel counts, got in={in_channels}, out={out_channels}"
+        )
+    if not isinstance(groups, (int, np.integer)) or groups < 1:
+        raise ValueError(f"Conv2d groups must be a positive int, got {groups!r}")
+    if in_channels % groups or out_channels % groups:
+        raise ValueError(
+            f"Conv2d groups={groups} must divide in_channels={in_channels} and "
+            f"out_channels={out_channels}"
+        )
+
+
+def _non_default(**options):
+    """`, name=value` for each option (value, default) whose value is not its default."""
+    return "".join(
+        f", {name}={value}" for name, (value, default) in options.items() if value != default
+    )
 
 
 class _Pool2d(Module):
     function = None  # the functional form, set by subclasses
 
-    def __init__(self, kernel_size, stride=None):
+    # NOTE: ceil_mode is keyword-only, as in the functional forms (PyTorch's MaxPool2d takes
+    # `dilation` in that place).
+    def __init__(self, kernel_size, stride=None, padding=0, *, ceil_mode=False):
         super().__init__()
         name = type(self).__name__
         self.kernel_size = _pair(kernel_size, f"{name} kernel_size")
         self.stride = self.kernel_size if stride is None else _pair(stride, f"{name} stride")
-        if min(self.kernel_size) < 1 or min(self.stride) < 1:
+        self.padding = _pair(padding, f"{name} padding")
+        self.ceil_mode = bool(ceil_mode)
+        if min(self.kernel_size + self.stride) < 1 or min(self.padding) < 0:
             raise ValueError(
-                f"{name} needs kernel_size >= 1 and stride >= 1, got {self.kernel_size}, "
-                f"{self.stride}"
+                f"{name} needs kernel_size >= 1, stride >= 1 and padding >= 0, got "
+                f"{self.kernel_size}, {self.stride}, {self.padding}"
             )
 
     def forward(self, x):
         _check_image(self, x, None)
-        return _prefixed(self, type(self).function, x, self.kernel_size, self.stride)
+        return _prefixed(
+            self,
+            type(self).function,
+            x,
+            self.kernel_size,
+            self.stride,
+            self.padding,
+            ceil_mode=self.ceil_mode,
+        )
 
     def extra_repr(self):
-        return f"kernel_size={self.kernel_size}, stride={self.stride}"
+        options = _non_default(padding=(self.padding, (0, 0)), ceil_mode=(self.ceil_mode, False))
+        return f"kernel_size={self.kernel_size}, stride={self.stride}{options}"
 
 
 @LAYERS.register("maxpool2d")
 class MaxPool2d(_Pool2d):
-    """Max over each window; the gradient goes to the window's first maximum (as PyTorch)."""
+    """Max over each window; the gradient goes to the window's first maximum (as PyTorch).
+    Padding is -inf; the output size is PyTorch's (floor, or ceil with `ceil_mode=True`)."""
 
     function = staticmethod(F.max_pool2d)
 
 
 @LAYERS.register("avgpool2d")
 class AvgPool2d(_Pool2d):
-    """Mean over each window."""
+    """Mean over each window; padding counts as zeros in the mean (PyTorch's default,
+    count_include_pad=True). The output size is PyTorch's (floor, or ceil with `ceil_mode`)."""
 
     function = staticmethod(F.avg_pool2d)
+
+
+@LAYERS.register("adaptiveavgpool2d")
+class AdaptiveAvgPool2d(Module):
+    """Global average pooling, (N, C, H, W) -> (N, C, 1, 1) as PyTorch's AdaptiveAvgPool2d(1):
+    the head of a ResNet, whatever the image size. Only output_size 1 is supported."""
+
+    def __init__(self, output_size):
+        super().__init__()
+        self.output_size = _pair(output_size, "AdaptiveAvgPool2d output_size")
+        if self.output_size != (1, 1):
+            raise ValueError(
+                f"AdaptiveAvgPool2d supports output_size 1 (global average pooling) only, got "
+                f"{output_size!r}"
+            )
+
+    def forward(self, x):
+        _check_image(self, x, None)
+        return adaptive_avg_pool2d(x, self.output_size)
+
+    def extra_repr(self):
+        return f"output_size={self.output_size}"
 
 
 @LAYERS.register("flatten")

@@ -203,12 +203,13 @@ def _batch_norm(draw, values):
     return [x + spread, gamma, beta], {"eps": eps}
 
 
-def _image_side(draw, kernel, stride, padding):
-    """An input side that the kernel, stride and padding tile exactly (1 to 3 outputs)."""
+def _image_side(draw, span, stride, padding):
+    """An input side that gives 1 to 3 outputs for a kernel covering `span` pixels, with up to
+    stride - 1 rows left over (PyTorch's floor drops them)."""
     out = draw(st.integers(1, 3))
-    while (out - 1) * stride + kernel - 2 * padding < 1:
+    while (out - 1) * stride + span - 2 * padding < 1:
         out += 1
-    return (out - 1) * stride + kernel - 2 * padding
+    return (out - 1) * stride + span - 2 * padding + draw(st.integers(0, stride - 1))
 
 
 def _pair_or_int(draw, values):
@@ -216,17 +217,23 @@ def _pair_or_int(draw, values):
     return first if draw(st.booleans()) else (first, draw(values))
 
 
+def _as_pair(value):
+    return (value, value) if isinstance(value, int) else value
+
+
 @st.composite
 def _conv2d(draw, values):
-    n, c, f = draw(st.integers(1, 2)), draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    n, groups = draw(st.integers(1, 2)), draw(st.integers(1, 2))
+    c, f = groups * draw(st.integers(1, 2)), groups * draw(st.integers(1, 2))
     kernel = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
     stride = _pair_or_int(draw, st.integers(1, 2))
     padding = _pair_or_int(draw, st.integers(0, 2))
-    strides = (stride, stride) if isinstance(stride, int) else stride
-    paddings = (padding, padding) if isinstance(padding, int) else padding
-    side = [_image_side(draw, *args) for args in zip(kernel, strides, paddings, strict=True)]
-    x, w = draw(values([(n, c, *side), (f, c, *kernel)]))
-    return [x, w], {"stride": stride, "padding": padding}
+    dilation = _pair_or_int(draw, st.integers(1, 2))
+    geometry = zip(kernel, _as_pair(stride), _as_pair(padding), _as_pair(dilation), strict=True)
+    side = [_image_side(draw, d * (k - 1) + 1, s, p) for k, s, p, d in geometry]
+    x, w = draw(values([(n, c, *side), (f, c // groups, *kernel)]))
+    attrs = {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups}
+    return [x, w], attrs
 
 
 @st.composite
@@ -234,10 +241,22 @@ def _pool2d(draw, values):
     n, c = draw(st.integers(1, 2)), draw(st.integers(1, 2))
     kernel = _pair_or_int(draw, st.integers(1, 3))
     stride = draw(st.none() | st.integers(1, 3))
-    kernels = (kernel, kernel) if isinstance(kernel, int) else kernel
+    kernels = _as_pair(kernel)
+    # PyTorch's limit: padding at most half the kernel
+    if draw(st.booleans()):
+        padding = draw(st.integers(0, min(kernels) // 2))
+    else:
+        padding = tuple(draw(st.integers(0, k // 2)) for k in kernels)
     strides = kernels if stride is None else (stride, stride)
-    side = [_image_side(draw, k, s, 0) for k, s in zip(kernels, strides, strict=True)]
-    return draw(values([(n, c, *side)])), {"kernel_size": kernel, "stride": stride}
+    geometry = zip(kernels, strides, _as_pair(padding), strict=True)
+    side = [_image_side(draw, k, s, p) for k, s, p in geometry]
+    attrs = {
+        "kernel_size": kernel,
+        "stride": stride,
+        "padding": padding,
+        "ceil_mode": draw(st.booleans()),
+    }
+    return draw(values([(n, c, *side)])), attrs
 
 
 KIND_STRATEGIES = {
