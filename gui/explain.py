@@ -17,6 +17,7 @@ front end can show it.
 from __future__ import annotations
 
 import html
+import re
 
 import numpy as np
 from topograd.engine.graph import leaf_role, shape_text
@@ -31,6 +32,17 @@ INPUT_NAMES = {
     "batch_norm": ("x", "gamma", "beta"),
     "conv2d": ("x", "w"),
 }
+# Ops whose output element i depends only on element i of each (broadcast) input: their VJP
+# can be worked out for one element with plain numbers.
+ELEMENTWISE_KINDS = ("unary", "binary", "power", "clip", "where")
+# Attributes that an op's formulas call by a shorter name.
+ATTR_SYMBOLS = {"c": "exponent", "slope": "negative_slope"}
+# Symbols that an op's VJP formula uses for its output.
+OUTPUT_SYMBOLS = ("s",)
+# A VJP formula is one clause per input, "dx = ...", separated by ", " or "; ".
+CLAUSE = re.compile(r"^(d\w+) = (.+)$")
+CLAUSE_SPLIT = re.compile(r"[,;] (?=d\w+ = )")
+REMARK = re.compile(r"\s*\([^()]*\b(?:where|summed)\b[^()]*\)")
 STATES = {
     "pending": "pending: not computed yet",
     "forward": "forward: value computed",
@@ -72,10 +84,14 @@ def _forward_rows(node) -> list[tuple[str, str]]:
         return []
     rows = [("Forward", node.op.formula)]
     if node.attrs:
-        rows.append(
-            ("Attributes", ", ".join(f"{k} = {_attr_text(v)}" for k, v in node.attrs.items()))
-        )
+        rows.append(("Attributes", attributes_text(node)))
     return rows
+
+
+def attributes_text(node) -> str:
+    """An op's attributes as 'exponent = 3, axis = (1,), keepdims = False': the numbers a
+    formula like `x ** c` leaves out; '' when it has none."""
+    return ", ".join(f"{k} = {_attr_text(v)}" for k, v in node.attrs.items())
 
 
 def _vjp_rows(stepper, node) -> list[tuple[str, str]]:
@@ -154,3 +170,155 @@ def _attr_text(value) -> str:
     """An attribute as short text: a float in 4 digits, anything else as str, cut to 40."""
     text = format_number(value) if isinstance(value, (float, np.floating)) else str(value)
     return text if len(text) <= 40 else text[:37] + "..."
+
+
+def chosen_element(stepper, node_id: int, picked: tuple | None = None) -> tuple | None:
+    """The element of a tensor node to work out: `picked` when given, else the one with the
+    largest |gradient| (the first such); None for a one-element node or before its gradient."""
+    grad = stepper.grad_of(node_id)
+    if picked is not None:
+        return tuple(picked)
+    if grad is None or np.size(grad) <= 1:
+        return None
+    grad = np.asarray(grad)
+    return tuple(int(i) for i in np.unravel_index(np.argmax(np.abs(grad)), grad.shape))
+
+
+def worked_out(stepper, node_id: int, picked: tuple | None = None) -> list[str]:
+    """The VJP with this node's numbers, one line each: what the symbols are, then each
+    clause written out (`dx = g * (1 - tanh(x)^2) = 1 * (1 - 0.7071^2) = 0.5`). A tensor node
+    is worked out for one element (see `chosen_element`); [] before its backward step."""
+    event = backward_event(stepper, node_id)
+    if event is None or event.node.op is None:
+        return []
+    index = chosen_element(stepper, node_id, picked)
+    if index is None:
+        clauses = _clauses(stepper, event, ())
+        if not clauses:
+            return [vjp_arithmetic(stepper, node_id)]
+        return [_known_line(stepper, event, ()), *clauses]
+    how = "picked" if picked is not None else "largest |g|"
+    lines = [f"element {_index_text(index)} ({how})", _known_line(stepper, event, index)]
+    if event.node.op.kind in ELEMENTWISE_KINDS:
+        return lines + _clauses(stepper, event, index)
+    mixes = f"{event.node.op.name} mixes elements: {event.node.op.vjp_formula}"
+    return [*lines, mixes + "; each input's whole gradient is listed under Received"]
+
+
+def received(stepper, node_id: int) -> list[tuple[str, str]]:
+    """What each input got from this node's backward step: (input's name and op, its gradient's
+    shape and numbers); [] before that step."""
+    event = backward_event(stepper, node_id)
+    if event is None:
+        return []
+    return [
+        (_short_title(stepper.graph, x), "takes no gradient" if g is None else number_text(g))
+        for x, g in zip(event.node.inputs, stepper.input_gradients(event))
+    ]
+
+
+def layer_rows(stepper, node_ids, name: str, kind: str | None) -> list[tuple[str, str]]:
+    """A collapsed layer: its name and type, its output (its last op) with value and gradient,
+    and the primitive VJPs its backward is made of, in the order the backward pass runs them."""
+    graph = stepper.graph
+    ops = [graph[i] for i in node_ids if graph[i].op is not None]
+    rows = [("Layer", name), ("Type", kind or "none")]
+    if not ops:
+        return rows
+    out = ops[-1]
+    vjps = [f"{_short_title(graph, n)}: {n.op.vjp_formula}" for n in reversed(ops)]
+    return [
+        *rows,
+        ("Output", _short_title(graph, out)),
+        ("Value", _maybe_number(stepper.value_of(out.id), "not computed yet")),
+        ("Gradient", _gradient_text(stepper, out)),
+        ("Backward", "\n".join(vjps)),
+    ]
+
+
+def _known_line(stepper, event, index: tuple) -> str:
+    """'with g = 1, x = 0.8814, tanh(x) = 0.7071' at `index` (() for the whole node)."""
+    node = event.node
+    known = [f"g = {_at(event.grad, index)}"]
+    if index == () or node.op.kind in ELEMENTWISE_KINDS:
+        for name, x in zip(input_names(node), node.inputs):
+            known.append(f"{name} = {_at(_spread(stepper.value_of(x.id), node), index)}")
+    known += [f"{k} = {v}" for k, v in _attr_symbols(node).items()]
+    known.append(f"{node.op.formula} = {_at(event.value, index)}")
+    return "with " + ", ".join(known)
+
+
+def _clauses(stepper, event, index: tuple) -> list[str]:
+    """Each clause of an elementwise op's VJP with the numbers put in and its result; []
+    for ops whose formula is not plain arithmetic."""
+    node = event.node
+    if node.op.kind not in ELEMENTWISE_KINDS:
+        return []
+    names = input_names(node)
+    symbols = {"g": _at(event.grad, index)}
+    symbols.update(
+        (n, _at(_spread(stepper.value_of(x.id), node), index)) for n, x in zip(names, node.inputs)
+    )
+    symbols.update((s, _at(event.value, index)) for s in OUTPUT_SYMBOLS)
+    symbols.update(_attr_symbols(node))
+    results = dict(zip(names, stepper.input_gradients(event)))
+    lines = []
+    for clause in CLAUSE_SPLIT.split(REMARK.sub("", node.op.vjp_formula)):
+        match = CLAUSE.match(clause.strip())
+        if match is None or match[1][1:] not in results:
+            continue
+        grad = results[match[1][1:]]
+        filled = _fill(match[2], node.op.formula, _at(event.value, index), symbols)
+        result = _result(grad, node, index)
+        lines.append(f"{match[0]} = {filled}{'' if result == f' = {filled}' else result}")
+    return lines
+
+
+def _attr_symbols(node) -> dict[str, str]:
+    """The node's numeric attributes under the names its formulas use (exponent -> c)."""
+    names = {attr: symbol for symbol, attr in ATTR_SYMBOLS.items()}
+    return {names.get(k, k): _attr_text(v) for k, v in node.attrs.items() if _is_number(v)}
+
+
+def _fill(expression: str, formula: str, output: str, symbols: dict[str, str]) -> str:
+    """`expression` with the forward formula written as the output's number and each symbol
+    as its number (negative numbers in brackets), in one pass."""
+    numbers = {formula: output, **symbols}
+    pattern = "|".join([re.escape(formula), *(rf"\b{re.escape(s)}\b" for s in symbols)])
+    return re.sub(pattern, lambda m: _bracketed(numbers[m[0]]), expression)
+
+
+def _result(grad, node, index: tuple) -> str:
+    """' = 0.5', or why this element's share is not the input's gradient."""
+    if grad is None:
+        return " (takes no gradient)"
+    if np.shape(grad) != tuple(node.shape):
+        return " (summed over the broadcast axes into this input's gradient)"
+    return f" = {_at(grad, index)}"
+
+
+def _spread(array, node):
+    """An input's value broadcast to the node's shape, so an output index reads it."""
+    return np.broadcast_to(np.asarray(array), tuple(node.shape))
+
+
+def _at(array, index: tuple) -> str:
+    return number_text(np.asarray(array)[index] if index else array)
+
+
+def _index_text(index: tuple) -> str:
+    return "[" + ", ".join(str(i) for i in index) + "]"
+
+
+def _bracketed(text: str) -> str:
+    return f"({text})" if text.startswith("-") else text
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
+
+
+def _short_title(graph, node) -> str:
+    """'x1: input', 'h: tanh', 'tanh': what the window's boxes call a node."""
+    info = graph.info(node)
+    return info.op if info.name is None else f"{info.name}: {info.op}"

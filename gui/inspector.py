@@ -1,12 +1,15 @@
 """The inspector: everything about the selected node, its formulas, inputs, value and gradient.
 
 It shows plain data (a `NodeView` and the `ValueView`s of its value and gradient) that the
-window hands over; it never touches the engine. Every shown string can be read back with
-`text_of`, so tests read what a person sees.
+window hands over, and the chain rule's arithmetic that gui.explain writes from the stepper
+(the notebook widget shows the same text); it computes nothing itself. A collapsed layer
+shows its output and the primitive VJPs its backward is made of. Every shown string can be
+read back with `text_of`, so tests read what a person sees.
 """
 
 from __future__ import annotations
 
+import numpy as np
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, Qt
 from PySide6.QtGui import QFont, QFontDatabase
 from PySide6.QtWidgets import (
@@ -21,8 +24,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 from topograd.engine.graph import shape_text
+from topograd.gui import explain
 from topograd.gui.heatmap import HeatmapWidget, HistogramWidget
-from topograd.gui.model import NodeView
+from topograd.gui.model import GROUP_PREFIX, GroupView, NodeView
 from topograd.gui.values import ValueView, format_number, row_label
 
 DIGITS = 6  # significant digits of the numbers the inspector shows (graph boxes show 4)
@@ -44,6 +48,10 @@ LEAF_VJPS = {
     "parameter": "none: a leaf keeps the sum of the gradients its users send back",
     "constant": "none: a constant takes no gradient",
 }
+NOT_YET = "the numbers appear once this node's backward step is done"
+# The layer page's rows: explain.layer_rows' captions, shown under the layer's title.
+GROUP_FIELDS = ("Type", "Output", "Value", "Gradient", "Backward")
+GROUP_CAPTIONS = {"Backward": "Backward from\n(last op first)"}
 STAT_FIELDS = ("shape", "dtype", "mean", "std", "min", "max", "nonfinite")
 STAT_LABELS = {"nonfinite": "non-finite"}
 
@@ -64,6 +72,10 @@ class ValueTableModel(QAbstractTableModel):
     def __init__(self, parent=None):
         super().__init__(parent)
         self._value: ValueView | None = None
+
+    @property
+    def value(self) -> ValueView | None:
+        return self._value
 
     def set_value(self, value: ValueView | None) -> None:
         self.beginResetModel()
@@ -158,6 +170,7 @@ class ValuePanel(QWidget):
         self.table_model = ValueTableModel(self)
         self.table = QTableView()
         self.table.setModel(self.table_model)
+        self.table.setToolTip("pick a cell to work the VJP out for that element")
         self.heatmap = HeatmapWidget()
         self.histogram = HistogramWidget()
         self.pictures = QTabWidget()
@@ -171,6 +184,14 @@ class ValuePanel(QWidget):
         layout.addLayout(stats)
         layout.addWidget(split, 1)
         return page
+
+    def element_at(self, row: int, column: int) -> tuple | None:
+        """The array index of a table cell (the table is the array's 2-D view, row-major)."""
+        value = self.table_model.value
+        if value is None:
+            return None
+        flat = row * value.table_shape[1] + column
+        return tuple(int(i) for i in np.unravel_index(flat, value.shape))
 
     @property
     def page(self) -> str:
@@ -224,20 +245,45 @@ class ValuePanel(QWidget):
 
 
 class Inspector(QWidget):
-    """The selected node: title, role, layer, state, forward and VJP formulas, inputs, and its
-    value and gradient in two tabs."""
+    """The selected node: title, role, layer, state, forward and VJP formulas, attributes, the
+    VJP worked out, inputs and what each received, and its value and gradient in two tabs;
+    or the selected collapsed layer."""
 
     def __init__(self, parent=None):
         super().__init__(parent)
         self._labels: dict[str, QLabel] = {}
+        self._source = None  # what `follow` was given: its `.session` has the stepper
+        self._shown: tuple | None = None  # (node id, stepper) of the node shown
+        self._picked: tuple | None = None  # the element picked in a table, for that node
         self._hint = QLabel("Select a node to see its formulas, value and gradient.")
         self._hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self._hint.setWordWrap(True)
-        title = self._labels["title"] = _label()
+        self.value_panel = ValuePanel()
+        self.grad_panel = ValuePanel()
+        self.tabs = QTabWidget()
+        self.tabs.addTab(self.value_panel, "Value")
+        self.tabs.addTab(self.grad_panel, "Gradient")
+        for panel in (self.value_panel, self.grad_panel):
+            panel.table.selectionModel().currentChanged.connect(
+                lambda index, _, panel=panel: self._pick(panel, index)
+            )
+        self._pages = QStackedWidget()
+        self._pages.addWidget(self._hint)
+        self._pages.addWidget(self._node_page())
+        self._pages.addWidget(self._group_page())
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(4, 4, 4, 4)
+        outer.addWidget(self._pages)
+
+    def _title(self, field: str) -> QLabel:
+        title = self._labels[field] = _label()
         font = QFont(title.font())
         font.setPointSizeF(font.pointSizeF() * 1.3)
         font.setBold(True)
         title.setFont(font)
+        return title
+
+    def _node_page(self) -> QWidget:
         form = QFormLayout()
         rows = (
             ("role", "Role", False),
@@ -245,39 +291,62 @@ class Inspector(QWidget):
             ("shape", "Shape", False),
             ("state", "State", False),
             ("formula", "Forward", True),
+            ("attributes", "Attributes", True),
             ("vjp_formula", "VJP", True),
+            ("worked", "Worked out", True),
             ("inputs", "Inputs", False),
+            ("received", "Received", True),
         )
         for field, caption, mono in rows:
             self._labels[field] = _label(mono=mono)
             form.addRow(caption, self._labels[field])
-        self.value_panel = ValuePanel()
-        self.grad_panel = ValuePanel()
-        self.tabs = QTabWidget()
-        self.tabs.addTab(self.value_panel, "Value")
-        self.tabs.addTab(self.grad_panel, "Gradient")
-        details = QWidget()
-        layout = QVBoxLayout(details)
+        page = QWidget()
+        layout = QVBoxLayout(page)
         layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(title)
+        layout.addWidget(self._title("title"))
         layout.addLayout(form)
         layout.addWidget(self.tabs, 1)
-        self._pages = QStackedWidget()
-        self._pages.addWidget(self._hint)
-        self._pages.addWidget(details)
-        outer = QVBoxLayout(self)
-        outer.setContentsMargins(4, 4, 4, 4)
-        outer.addWidget(self._pages)
+        return page
+
+    def _group_page(self) -> QWidget:
+        form = QFormLayout()
+        for field in GROUP_FIELDS:
+            self._labels[field.lower()] = _label(mono=field == "Backward")
+            form.addRow(GROUP_CAPTIONS.get(field, field), self._labels[field.lower()])
+        page = QWidget()
+        layout = QVBoxLayout(page)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self._title("group"))
+        layout.addLayout(form)
+        layout.addStretch(1)
+        return page
 
     @property
     def showing_node(self) -> bool:
         """Whether a node is shown (False after `clear`)."""
         return self._pages.currentIndex() == 1
 
+    @property
+    def showing_group(self) -> bool:
+        """Whether a collapsed layer is shown."""
+        return self._pages.currentIndex() == 2
+
     def text_of(self, field: str) -> str:
-        """A shown string: 'title', 'role', 'layer', 'shape', 'state', 'formula',
-        'vjp_formula' or 'inputs' (one line per input)."""
+        """A shown string: 'title', 'role', 'layer', 'shape', 'state', 'formula', 'attributes',
+        'vjp_formula', 'worked', 'inputs' or 'received' (one line per input); for a layer
+        'group' (its title), 'type', 'output', 'value', 'gradient' or 'backward'."""
         return self._labels[field].text()
+
+    def follow(self, source) -> None:
+        """Read the numbers from `source.session` (the window's StepController) from now on."""
+        self._source = source
+
+    def select(self, key: str) -> None:
+        """Show the collapsed layer `key` ("g:..."); nodes come through `show_node`."""
+        session = getattr(self._source, "session", None)
+        if session is not None and key.startswith(GROUP_PREFIX):
+            members = [session.view.node(k).node_id for k in session.view.group(key).members]
+            self.show_group(session.view.group(key), members, session.stepper)
 
     def show_node(
         self,
@@ -287,9 +356,11 @@ class Inspector(QWidget):
         grad: ValueView | None,
         inputs: list[tuple[str, str]],
         takes_grad: bool = True,
+        stepper=None,
     ) -> None:
         """Show `node` in `state` ('pending', 'forward', 'backward'); `inputs` are its inputs'
-        (title, shape text) in order; `takes_grad` False says why there is no gradient."""
+        (title, shape text) in order; `takes_grad` False says why there is no gradient. The
+        attributes and the worked-out VJP come from `stepper` (default: the followed one's)."""
         layer = node.layer or "none"
         if node.layer and node.layer_kind:
             layer = f"{node.layer} ({node.layer_kind})"
@@ -305,9 +376,65 @@ class Inspector(QWidget):
         }
         for field, text in texts.items():
             self._labels[field].setText(text)
+        shown = (node.node_id, self._stepper_for(node, stepper))
+        if shown != self._shown:
+            self._picked = None
+        self._shown = shown
+        self._show_numbers()
         self.value_panel.show_value(value, "not computed yet")
         self.grad_panel.show_value(grad, "no gradient yet" if takes_grad else "takes no gradient")
         self._pages.setCurrentIndex(1)
+
+    def show_group(self, group: GroupView, node_ids: list[int], stepper) -> None:
+        """Show a collapsed layer: `node_ids` are its members' engine ids in forward order."""
+        rows = dict(explain.layer_rows(stepper, node_ids, group.path, group.kind))
+        self._labels["group"].setText(group.title)
+        for field in GROUP_FIELDS:
+            self._labels[field.lower()].setText(rows.get(field, "none: the layer has no op"))
+        self._pages.setCurrentIndex(2)
+
+    def _stepper_for(self, node: NodeView, stepper):
+        """`stepper`, or the followed session's when it holds this node (not a stale one
+        while the window swaps sessions)."""
+        session = getattr(self._source, "session", None)
+        stepper = stepper or (session.stepper if session is not None else None)
+        if stepper is None:
+            return None
+        try:
+            stepper.graph[node.node_id]
+        except KeyError:
+            return None
+        return stepper
+
+    def _show_numbers(self) -> None:
+        """Attributes, the worked-out VJP (for the picked element) and what inputs received."""
+        node_id, stepper = self._shown
+        if stepper is None:
+            texts = {"attributes": "", "worked": "", "received": ""}
+        else:
+            node = stepper.graph[node_id]
+            worked = explain.worked_out(stepper, node_id, self._picked)
+            got = explain.received(stepper, node_id)
+            texts = {
+                "attributes": explain.attributes_text(node) or "none",
+                "worked": "\n".join(worked) or ("" if node.op is None else NOT_YET),
+                "received": "\n".join(f"{name} <- {grad}" for name, grad in got),
+            }
+        for field, text in texts.items():
+            self._labels[field].setText(text)
+
+    def _pick(self, panel: ValuePanel, index) -> None:
+        """A table cell picked: work the VJP out for that element."""
+        element = panel.element_at(index.row(), index.column()) if index.isValid() else None
+        if element is None or self._shown is None or self._shown[1] is None:
+            return
+        if len(element) and panel.table_model.value.shape == self._node_shape():
+            self._picked = element
+            self._show_numbers()
+
+    def _node_shape(self) -> tuple:
+        node_id, stepper = self._shown
+        return tuple(stepper.graph[node_id].shape)
 
     def clear(self) -> None:
         """Show no node: every field empty, the hint up."""
@@ -315,4 +442,5 @@ class Inspector(QWidget):
             label.setText("")
         self.value_panel.clear()
         self.grad_panel.clear()
+        self._shown = self._picked = None
         self._pages.setCurrentIndex(0)

@@ -167,6 +167,7 @@ class MainWindow(QMainWindow):
         c.breakpointChanged.connect(self.scene.set_breakpoint)
         c.changed.connect(self._update_actions)
         self.scene.nodeSelected.connect(self.select)
+        self.inspector.follow(c)
         self.scene.groupToggled.connect(self.toggle_group)
         self.scene.breakpointToggled.connect(c.toggle_breakpoint)
         self.checker.checked.connect(self._on_checked)
@@ -345,11 +346,14 @@ class MainWindow(QMainWindow):
         self.relayout(restyle=False)
 
     def select(self, key: str | None) -> None:
-        """Show a node in the inspector (a collapsed group shows nothing)."""
+        """Show a node, or a collapsed layer, in the inspector."""
         self.selected = key
         session = self.session
-        if session is None or key is None or key.startswith(GROUP_PREFIX):
+        if session is None or key is None:
             self.inspector.clear()
+            return
+        if key.startswith(GROUP_PREFIX):
+            self.inspector.select(key)
             return
         node = session.view.node(key)
         inputs = [

@@ -4,8 +4,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QSettings, Qt
 from topograd.dsl.commands.common import load_spec
+from topograd.engine import Stepper
+from topograd.gui.documents import RecentFiles
 from topograd.gui.heatmap import (
     DIVERGING_COLOURS,
     SEQUENTIAL_COLOURS,
@@ -15,7 +17,9 @@ from topograd.gui.heatmap import (
 from topograd.gui.inspector import DIGITS, LEAF_FORMULAS, VALUE_ROLE, Inspector
 from topograd.gui.model import GraphView, NodeView
 from topograd.gui.values import ValueView, format_number
+from topograd.gui.window import MainWindow
 
+import topograd as tg
 from topograd import dsl
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
@@ -224,3 +228,124 @@ def test_histogram_bars_follow_the_counts(qtbot):
     lefts = [rect.left() for rect in widget.bar_rects()]
     assert lefts == sorted(lefts)
     assert not widget.grab().isNull()
+
+
+# --- the chain rule's arithmetic, from a stepper ---------------------------------------------
+def stepped(graph):
+    """A stepper over `graph` run through its whole backward pass, and the graph's views."""
+    stepper = Stepper(graph)
+    stepper.run_to_end_of("backward")
+    return stepper, GraphView.from_graph(graph)
+
+
+def show_stepped(inspector, stepper, views, node):
+    view = next(v for v in views.nodes if v.node_id == node.id)
+    inputs = [(views.node(k).title, views.node(k).shape_text) for k in view.inputs]
+    inspector.show_node(view, "backward", None, None, inputs, stepper=stepper)
+    return view
+
+
+@pytest.fixture
+def tensor_graph():
+    """y = mean((a * b) ** 3, axis=1): a power, a mean and a broadcasting multiply."""
+    a = tg.Tensor(np.arange(6.0).reshape(2, 3) - 2.0, requires_grad=True, name="a")
+    b = tg.Tensor(np.array([1.0, -2.0, 0.5]), requires_grad=True, name="b")
+    product = a * b
+    cube = product**3
+    return (*stepped(tg.Graph(cube.mean(axis=1).sum())), product, cube)
+
+
+def test_the_neurons_tanh_is_worked_out_with_its_numbers(inspector, neuron):
+    graph, _ = neuron
+    stepper, views = stepped(graph)
+    tanh = next(n for n in graph.nodes if n.name == "o")
+    show_stepped(inspector, stepper, views, tanh)
+    worked = inspector.text_of("worked")
+    assert "g = 1" in worked and "0.7071" in worked
+    assert "dx = g * (1 - tanh(x)^2) = 1 * (1 - 0.7071^2) = 0.5" in worked
+    assert inspector.text_of("received") == "n: add <- 0.5"
+    mul = next(n for n in graph.nodes if n.name == "x1w1")
+    show_stepped(inspector, stepper, views, mul)
+    assert inspector.text_of("received").splitlines() == [
+        "x1: input <- -1.5",
+        "w1: parameter <- 1",
+    ]
+    assert "dy = g * x = 0.5 * 2 = 1" in inspector.text_of("worked")
+
+
+def test_before_its_backward_step_a_node_says_the_numbers_come_later(inspector, neuron):
+    graph, _ = neuron
+    stepper, views = Stepper(graph), GraphView.from_graph(graph)
+    show_stepped(inspector, stepper, views, graph.outputs[0])
+    assert "backward step is done" in inspector.text_of("worked")
+    assert inspector.text_of("received") == ""
+
+
+def test_power_shows_its_exponent_and_mean_its_axis(inspector, tensor_graph):
+    stepper, views, _, cube = tensor_graph
+    show_stepped(inspector, stepper, views, cube)
+    assert inspector.text_of("attributes") == "exponent = 3"
+    assert "c = 3" in inspector.text_of("worked")
+    show_stepped(inspector, stepper, views, stepper.graph.nodes[-2])
+    assert inspector.text_of("attributes") == "axis = (1,), keepdims = False"
+    assert "mean mixes elements" in inspector.text_of("worked")
+
+
+def test_a_tensor_node_works_out_its_largest_gradient_element(inspector, tensor_graph):
+    stepper, views, product, cube = tensor_graph
+    grad = np.asarray(stepper.grad_of(cube.id))
+    row, column = np.unravel_index(np.argmax(np.abs(grad)), grad.shape)
+    x = float(np.asarray(product.data)[row, column])
+    show_stepped(inspector, stepper, views, cube)
+    lines = inspector.text_of("worked").splitlines()
+    assert lines[0] == f"element [{row}, {column}] (largest |g|)"
+    g, dx = format_number(grad[row, column]), format_number(3 * x**2 * grad[row, column])
+    x_text = format_number(x) if x >= 0 else f"({format_number(x)})"
+    assert lines[2] == f"dx = g * c * x^(c-1) = {g} * 3 * {x_text}^(3-1) = {dx}"
+    assert inspector.text_of("received").startswith("mul <- 2x3 [")
+
+
+def test_picking_a_table_cell_works_that_element_out(inspector, tensor_graph):
+    stepper, views, product, _ = tensor_graph
+    view = show_stepped(inspector, stepper, views, product)
+    inspector.grad_panel.show_value(ValueView.from_array(stepper.grad_of(product.id)), "")
+    table = inspector.grad_panel.table
+    table.setCurrentIndex(table.model().index(1, 2))
+    lines = inspector.text_of("worked").splitlines()
+    assert view.op == "mul" and lines[0] == "element [1, 2] (picked)"
+    g = format_number(np.asarray(stepper.grad_of(product.id))[1, 2])
+    assert lines[2] == f"dx = g * y = {g} * 0.5 = {format_number(float(g) * 0.5)}"
+    assert "summed over the broadcast axes" in lines[3]
+    assert inspector.text_of("received").splitlines()[1].startswith("b: parameter <- 3 [")
+
+
+def test_a_layer_shows_its_output_and_the_primitive_vjps_it_is_made_of(inspector):
+    model = tg.nn.Sequential(tg.nn.Linear(3, 2), tg.nn.Tanh())
+    x = tg.Tensor(np.ones((4, 3)), name="x")
+    stepper, views = stepped(tg.Graph(model(x).sum()))
+    group = next(g for g in views.groups if any(views.node(m).op == "matmul" for m in g.members))
+    ids = [views.node(m).node_id for m in group.members]
+    inspector.show_group(group, ids, stepper)
+    assert inspector.showing_group and inspector.text_of("group") == group.title
+    backward = inspector.text_of("backward").splitlines()
+    assert "matmul: da = g @ b^T, db = a^T @ g" in backward
+    assert backward[0].endswith(stepper.graph[ids[-1]].op.vjp_formula)
+    assert "not computed" not in inspector.text_of("gradient")
+
+
+def test_the_window_shows_the_arithmetic_and_a_collapsed_layer(qtbot, tmp_path, monkeypatch):
+    monkeypatch.setenv("TOPOGRAD_CACHE", str(tmp_path / "layouts"))
+    window = MainWindow(recent=RecentFiles(QSettings(str(tmp_path / "s.ini"), QSettings.IniFormat)))
+    qtbot.addWidget(window)
+    assert window.open_file(SAMPLES / "neuron.tg")
+    window.actions.run_to_end.trigger()
+    window.actions.step_backward.trigger()  # the first backward step: o, the tanh
+    assert "= 1 * (1 - 0.7071^2) = 0.5" in window.inspector.text_of("worked")
+    assert window.open_file(SAMPLES / "digits.tg")
+    window.collapse_all()
+    group = window.session.view.groups[0]
+    window.scene.nodeSelected.emit(group.key)
+    assert window.inspector.showing_group
+    assert group.path in window.inspector.text_of("group")
+    assert window.inspector.text_of("backward").count("\n") >= 1
+    window.training.shutdown()
