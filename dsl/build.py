@@ -136,16 +136,39 @@ def _with_rows(part, x):
 
 
 # --- loss, optimizer, schedule -------------------------------------------------------------------
+PER_OUTPUT_LOSSES = ("bce_with_logits", "mse")
+"""Losses that compare each output with a target of the same shape (not class labels)."""
+
+
+def as_outputs(outputs, targets):
+    """`targets` shaped like `outputs` when they are one value per example and the outputs
+    one column: labels (N,) meet a `linear(1)` network's (N, 1), as Keras and the exported
+    PyTorch script (`labels.reshape(outputs.shape)`) have them. Any other shape is left alone
+    (the loss refuses a genuine mismatch). Works for numpy, engine and torch values."""
+    shape = tuple(outputs.shape)
+    if not hasattr(targets, "shape"):
+        targets = np.asarray(targets)
+    if shape and shape[-1] == 1 and tuple(targets.shape) == shape[:-1]:
+        return targets.reshape(shape)
+    return targets
+
+
 def build_loss(spec: Spec, model) -> Callable:
-    """loss(outputs, targets): the data loss, plus (l2 / 2) * sum of squared weights."""
+    """loss(outputs, targets): the data loss, plus (l2 / 2) * sum of squared weights.
+
+    For bce_with_logits and mse, targets of shape (N,) meet outputs of shape (N, 1)
+    (`as_outputs`)."""
     entry = spec.train.loss
     function, options = LOSSES.get(entry.name), dict(entry.kwargs)
     strength = spec.train.l2
     weights = decayed_parameters(model) if strength > 0 else []
-    if not options and not weights:
+    per_output = entry.name in PER_OUTPUT_LOSSES
+    if not options and not weights and not per_output:
         return function  # fit knows the engine's own losses (its initial-loss check)
 
     def loss(outputs, targets):
+        if per_output:
+            targets = as_outputs(outputs, targets)
         value = function(outputs, targets, **options)
         if weights:
             penalty = sum(((w * w).sum() for w in weights[1:]), (weights[0] * weights[0]).sum())

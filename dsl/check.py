@@ -499,6 +499,14 @@ class _Checker:
                 f"the network ends with shape {output_shape} per example, but cross_entropy "
                 f"needs one score per class ({data.classes})",
             )
+        per_output = train is not None and train.loss.name in ("bce_with_logits", "mse")
+        if per_output and data is not None and output_shape not in ((1,), ()):
+            self.problem(
+                train.loss.pos,
+                f"loss {train.loss.name} compares one output per example with its label, but "
+                f"network {node.name!r} ends with shape {output_shape} per example",
+                "end the network with linear(1), or leave out its size to have it inferred",
+            )
         return NetworkSpec(
             node.name, tuple(specs), bool(scalar), dtype, input_shape, output_shape, node.pos
         )

@@ -78,6 +78,15 @@ def build_or_report(spec: Spec, source: Source, **options) -> Built | None:
         return None
 
 
+def show_progress(no_progress: bool) -> bool:
+    """Whether to draw the progress bar: not with `--no-progress`, and not when stderr is no
+    terminal (a log or a pipe would collect the bar's carriage-return redraws)."""
+    if no_progress:
+        return False
+    isatty = getattr(sys.stderr, "isatty", None)
+    return bool(isatty and isatty())
+
+
 def rows_of(part):
     """A data split if it has rows, else None (fit refuses an empty validation set)."""
     return part if part is not None and len(part) else None

@@ -143,7 +143,7 @@ class Claim:
 
     A node's `_users` (edges still to send their gradient) and `_pending` (the gradient
     summed so far) belong to the pass named in its `_owner`. A pass claims a node only while
-    nobody owns it, under a lock, and gives it back when it ends (or is abandoned); a node
+    nobody owns it and gives it back when it ends (or is abandoned), both under one lock; a node
     that another pass owns (a concurrent thread, a stepper paused half-way) gets a record in
     this pass's own `shared` dictionary instead. So passes never see each other's
     bookkeeping, and the common case costs attribute reads, not dictionary lookups (about 5x
@@ -167,9 +167,13 @@ class Claim:
             self.shared[node] = [count, None]
 
     def release(self) -> None:
-        for node in self.nodes:
-            node._pending = None
-            node._owner = None
+        """Give the claimed nodes back. Under the lock, like claiming: a pass that is counting
+        must see every node's owner stay put, or it could claim a node it already keeps a
+        record for (when its owner gives it back half-way through the walk)."""
+        with _CLAIM_LOCK:
+            for node in self.nodes:
+                node._pending = None
+                node._owner = None
         self.nodes = []
 
 

@@ -219,15 +219,20 @@ class BoxItem(QGraphicsItem):
         self.update()
 
 
+GRAD_PREFIX = "grad "
+
+
 class NodeItem(BoxItem):
-    """One node's box: title (name: op), shape and an optional short value, filled by its role
-    while pending and by the phase it has done since."""
+    """One node's box: title (name: op), shape, an optional short value and, once its backward
+    step is done, its gradient (micrograd's name | value | grad), filled by its role while
+    pending and by the phase it has done since."""
 
     def __init__(self, view: NodeView, box: tuple[float, float, float, float]):
         super().__init__(view.key, box)
         self.view = view
         self._state = "pending"
         self._value_text: str | None = None
+        self._grad_text: str | None = None
         self.setToolTip(f"{view.title}\n{view.shape_text}\n{view.formula}")
 
     @property
@@ -237,6 +242,10 @@ class NodeItem(BoxItem):
     @property
     def value_text(self) -> str | None:
         return self._value_text
+
+    @property
+    def grad_text(self) -> str | None:
+        return self._grad_text
 
     def set_state(self, state: str) -> None:
         if state not in STATES:
@@ -250,6 +259,12 @@ class NodeItem(BoxItem):
             self._value_text = text
             self._text_changed()
 
+    def set_grad_text(self, text: str | None) -> None:
+        """The gradient's short text, written on a line of its own below the value."""
+        if text != self._grad_text:
+            self._grad_text = text
+            self._text_changed()
+
     def fill_color(self) -> QColor:
         if self._state == "pending":
             return PENDING_FILL.get(self.view.role, PENDING_FILL["op"])
@@ -259,6 +274,8 @@ class NodeItem(BoxItem):
         lines = [(self.view.title, "title"), (self.view.shape_text, "detail")]
         if self._value_text:
             lines.append((self._value_text, "detail"))
+        if self._grad_text:
+            lines.append((GRAD_PREFIX + self._grad_text, "detail"))
         return lines
 
     def _paint_decorations(self, painter) -> None:

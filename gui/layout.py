@@ -96,7 +96,8 @@ class Layout:
 
 
 # --- box sizes --------------------------------------------------------------------------------
-# The scene draws a node's title, its shape and a short value line in boxes of these sizes.
+# The scene draws a node's title, its shape, a short value line and, for a node that takes a
+# gradient, a grad line in boxes of these sizes (the lines are reserved before values exist).
 CHAR_WIDTH = 7.0  # points per character of the node font, a generous average
 LINE_HEIGHT = 15.0
 PADDING_X = 8.0
@@ -111,11 +112,11 @@ def text_width(text: str) -> float:
     return len(text) * CHAR_WIDTH
 
 
-def box_size(lines: list[str]) -> tuple[float, float]:
-    """A box that holds `lines` and one value line below them."""
+def box_size(lines: list[str], value_lines: int = 1) -> tuple[float, float]:
+    """A box that holds `lines` and `value_lines` short lines below them (value, grad)."""
     widest = max([text_width(line) for line in lines] + [VALUE_CHARS * CHAR_WIDTH])
     width = min(max(widest + 2 * PADDING_X, MIN_BOX_WIDTH), MAX_BOX_WIDTH)
-    height = (len(lines) + 1) * LINE_HEIGHT + 2 * PADDING_Y
+    height = (len(lines) + value_lines) * LINE_HEIGHT + 2 * PADDING_Y
     return float(math.ceil(width)), float(math.ceil(height))
 
 
@@ -132,7 +133,7 @@ def visible_input(graph: GraphView, collapsed: frozenset[str], rankdir: str = "L
     for node in graph.nodes:
         group = graph.group_of(node.key)
         if group not in folded:
-            width, height = box_size([node.title, node.shape_text])
+            width, height = box_size([node.title, node.shape_text], 2 if node.requires_grad else 1)
             nodes.append(LayoutNode(node.key, width, height, group))
         elif folded[group].members[0] == node.key:
             width, height = box_size([folded[group].title, f"{len(folded[group].members)} ops"])

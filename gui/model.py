@@ -32,6 +32,7 @@ class NodeView:
     role: str  # "op", "input", "parameter" or "constant"
     formula: str
     vjp_formula: str
+    requires_grad: bool = False  # a gradient reaches it in backward (its box holds a grad line)
 
     @property
     def title(self) -> str:
@@ -101,6 +102,7 @@ class GraphView:
                 role=role,
                 formula=info.formula,
                 vjp_formula=info.vjp_formula,
+                requires_grad=info.requires_grad,
             )
             nodes.append(view)
             if info.layer is not None:

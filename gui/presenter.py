@@ -1,9 +1,10 @@
 """Keeps the graph picture in step with the stepper: each event restyles only its own items.
 
 A forward step colours its node and writes a scalar's value in its box; a backward step
-colours the node again and widens the edges into it by the gradient they carried back; a
-step back puts back what the stepper now says. `refresh` redraws every item from the
-stepper's state, after the picture was rebuilt (a group collapsed or expanded).
+colours the node again, writes its gradient in its box and widens the edges into it by the
+gradient they carried back; a step back puts back what the stepper now says. `refresh`
+redraws every item from the stepper's state, after the picture was rebuilt (a group
+collapsed or expanded).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ class StepPresenter:
             if event.phase == "forward":
                 self.scene.set_value_text(key, session.scalar_text(key))
             else:
+                self.scene.set_grad_text(key, session.grad_text(key))
                 for edge in session.edge_gradients(event):
                     self.scene.set_edge_gradient(
                         edge.source, edge.target, edge.position, edge.magnitude
@@ -44,6 +46,7 @@ class StepPresenter:
         if event.phase == "forward":
             self.scene.set_value_text(key, session.scalar_text(key))
         else:
+            self.scene.set_grad_text(key, session.grad_text(key))
             for position, parent in enumerate(event.node.inputs):
                 self.scene.set_edge_gradient(session.key_of(parent.id), key, position, None)
         self._show_current()
@@ -57,6 +60,7 @@ class StepPresenter:
         for node in session.view.nodes:
             self.scene.set_state(node.key, session.state(node.key))
             self.scene.set_value_text(node.key, session.scalar_text(node.key))
+            self.scene.set_grad_text(node.key, session.grad_text(node.key))
         for key in session.breakpoint_keys():
             self.scene.set_breakpoint(key, True)
         for event in session.stepper.done:

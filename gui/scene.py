@@ -61,6 +61,7 @@ class GraphScene(QGraphicsScene):
         self._tally: dict[str, dict[str, int]] = {}  # layer key -> members per state
         self._breakpoints: set[str] = set()
         self._values: dict[str, str] = {}
+        self._grads: dict[str, str] = {}  # short gradient texts of nodes done backward
         self._gradients: dict[EdgeKey, float] = {}
         self._current: str | None = None
         self._current_item: BoxItem | None = None
@@ -151,6 +152,7 @@ class GraphScene(QGraphicsScene):
         known = self._node_keys
         self._states = {key: s for key, s in self._states.items() if key in known}
         self._values = {key: text for key, text in self._values.items() if key in known}
+        self._grads = {key: text for key, text in self._grads.items() if key in known}
         self._breakpoints &= known
         self._gradients = {e: m for e, m in self._gradients.items() if e in self._drawn_by}
         self._tally = {}
@@ -172,6 +174,9 @@ class GraphScene(QGraphicsScene):
         for key, text in self._values.items():
             if key in self._nodes:
                 self._nodes[key].set_value_text(text)
+        for key, text in self._grads.items():
+            if key in self._nodes:
+                self._nodes[key].set_grad_text(text)
         for drawn in {self._drawn_by[edge] for edge in self._gradients} - {None}:
             self._edges[drawn].set_gradient(self._edge_magnitude(drawn))
         current, self._current = self._current, None
@@ -269,16 +274,30 @@ class GraphScene(QGraphicsScene):
         if key in self._nodes:
             self._nodes[key].set_value_text(text or None)
 
+    def set_grad_text(self, key: str, text: str | None) -> None:
+        """A short gradient written below the node's value once its backward step is done;
+        None: none."""
+        self._check_node(key)
+        if text:
+            self._grads[key] = text
+        else:
+            self._grads.pop(key, None)
+        if key in self._nodes:
+            self._nodes[key].set_grad_text(text or None)
+
     def reset_styles(self) -> None:
-        """Everything back to pending, no current node, no values, plain edges; breakpoints,
-        which the person set, stay."""
+        """Everything back to pending, no current node, no values or gradients, plain edges;
+        breakpoints, which the person set, stay."""
         for key in self._states:
             if key in self._nodes:
                 self._nodes[key].set_state("pending")
         for key in self._values:
             if key in self._nodes:
                 self._nodes[key].set_value_text(None)
-        self._states, self._values, self._gradients = {}, {}, {}
+        for key in self._grads:
+            if key in self._nodes:
+                self._nodes[key].set_grad_text(None)
+        self._states, self._values, self._grads, self._gradients = {}, {}, {}, {}
         for item in self._edges.values():
             item.set_gradient(None)
         self._restyle_all()

@@ -110,6 +110,17 @@ class Session:
             return None
         return format_number(float(np.asarray(value).reshape(())))
 
+    def grad_text(self, key: str) -> str | None:
+        """The gradient that reached a node, for its box once its backward step is done: a
+        one-element gradient as its number, a tensor's as its norm; None before."""
+        grad = self.stepper.grad_of(self.node_id(key))
+        if grad is None:
+            return None
+        grad = np.asarray(grad, dtype=np.float64)
+        if grad.size == 1:
+            return format_number(float(grad.reshape(())))
+        return f"norm {format_number(float(np.linalg.norm(grad)))}"
+
     def edge_gradients(self, event: StepEvent) -> list[EdgeGradient]:
         """The gradient each input edge of a backward step's node carried back."""
         target = self.key_of(event.node.id)

@@ -123,7 +123,12 @@ class MainWindow(QMainWindow):
         self.recent_menu = file_menu.addMenu("Open &recent")
         file_menu.addActions(self.actions.of(FILE[2:]))
         bar.addMenu("&Step").addActions(self.actions.of(STEPPING))
-        bar.addMenu("&View").addActions(self.actions.of(VIEW))
+        self.view_menu = bar.addMenu("&View")
+        self.view_menu.addActions(self.actions.of(VIEW))
+        # every dock can be shown again after its close button hid it
+        self.view_menu.addSeparator()
+        for dock in self.findChildren(QDockWidget):
+            self.view_menu.addAction(dock.toggleViewAction())
         toolbar = self.addToolBar("Stepping")
         toolbar.setObjectName("stepping")
         toolbar.addActions(self.actions.of(STEPPING[:8]))

@@ -42,6 +42,7 @@ from topograd.dsl.training import (
     positive_int,
     rows_of,
     save_plots,
+    show_progress,
     table,
     with_settings,
     write_atomically,
@@ -75,7 +76,11 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--seed", type=int, help="the seed for weights and shuffling instead")
     parser.add_argument("--out", help="folder for curves and the checkpoint (runs/<file stem>)")
     parser.add_argument("--metrics", metavar="JSON", help="also write the final metrics here")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bar (it is drawn only when stderr is a terminal)",
+    )
     parser.add_argument(
         "--resume", action="store_true", help="continue from the train section's checkpoint"
     )
@@ -189,7 +194,7 @@ def _single(spec, source, args) -> int:
     built = build_or_report(spec, source)
     if built is None:
         return USAGE
-    options = fit_arguments(built, not args.no_progress, resume=args.resume)
+    options = fit_arguments(built, show_progress(args.no_progress), resume=args.resume)
     history, seconds = _fit(built, args, **options)
     metrics = final_metrics(built, history, seconds)
     print()
@@ -252,7 +257,7 @@ def _compare(spec, source, args) -> int:
         built = build_or_report(spec, source, optimizer_index=index)
         if built is None:
             return USAGE
-        options = fit_arguments(built, not args.no_progress, checkpoint=None)
+        options = fit_arguments(built, show_progress(args.no_progress), checkpoint=None)
         history, seconds = _fit(built, args, index, **options)
         histories[name] = history
         results.append({"optimizer": name, **final_metrics(built, history, seconds)})
@@ -297,7 +302,7 @@ def _snapshot(spec, source, args) -> int:
     if built is None:
         return USAGE
     split, part = _eval_split(built)
-    options = fit_arguments(built, not args.no_progress)
+    options = fit_arguments(built, show_progress(args.no_progress))
     for name in ("epochs", "schedule", "checkpoint"):  # snapshot_ensemble sets these itself
         options.pop(name)
     started = time.perf_counter()
@@ -344,7 +349,7 @@ def _independent(spec, source, args) -> int:
         if built is None:
             return USAGE
         history, _ = _fit(
-            built, args, **fit_arguments(built, not args.no_progress, checkpoint=None)
+            built, args, **fit_arguments(built, show_progress(args.no_progress), checkpoint=None)
         )
         members.append((built, history))
     built, history = members[0]

@@ -70,7 +70,7 @@ def run(args) -> int:
         desc="search",
         unit="trial",
         file=sys.stderr,
-        disable=args.no_progress,
+        disable=True if args.no_progress else None,  # None: off when stderr is no tty
         dynamic_ncols=True,
     )
     objective = _Objective(program, source, search.epochs or spec.train.epochs, search.metric)

@@ -21,7 +21,8 @@ def add_parser(subparsers) -> None:
         help="step through the forward and backward passes in the terminal",
         description="Show the forward pass and then the backward pass one node at a time: "
         "press Enter for the next node, q to quit (at the end of input the rest is shown). "
-        "A network is stepped on its loss for a small batch of the training split.",
+        "A network is stepped on its loss for a small batch of the training split; a graph "
+        "with several outputs backpropagates from their sum (a tensor output counts as its sum).",
     )
     parser.add_argument("file", help="a model file (.tg)")
     parser.add_argument("--all", action="store_true", help="show every step without waiting")
@@ -37,8 +38,7 @@ def run(args) -> int:
     looked_at, code = open_subject(args.file, args.batch)
     if looked_at is None:
         return code
-    graph = looked_at.graph()
-    root_name = next(iter(looked_at.outputs))
+    graph, root_name = _stepped(looked_at)
     print(f"stepping {looked_at.title}")
     shown = {"forward": 0, "backward": 0}
     forward_total = len(graph.op_nodes)
@@ -59,9 +59,37 @@ def run(args) -> int:
     return OK
 
 
+def _stepped(looked_at) -> tuple[Graph, str]:
+    """The graph to step and what its backward pass starts from, in words.
+
+    One output: the subject's graph, backward from that output. Several (a graph file):
+    backward from their sum, as `topograd run` reports each output's gradients, so every
+    leaf's gradient is the sum of all outputs' gradients (a scalar output seeded with 1, a
+    tensor output with ones, i.e. its sum); the summing nodes are added after the outputs
+    and named `sum of outputs`. Outputs that depend on no input or param take no part."""
+    outputs = looked_at.outputs
+    names = list(outputs)
+    if len(names) == 1:
+        return looked_at.graph(), names[0]
+    taking = [name for name in names if outputs[name].requires_grad]
+    if not taking:
+        return looked_at.graph(), "the outputs"
+    parts = [outputs[name] if outputs[name].size == 1 else outputs[name].sum() for name in taking]
+    total = parts[0]
+    for part in parts[1:]:
+        total = total + part
+    words = " + ".join(n if outputs[n].size == 1 else f"sum({n})" for n in taking)
+    if total is outputs[taking[0]]:  # one output needs gradients: backward from it alone
+        rest = [t for name, t in outputs.items() if name != taking[0]]
+        return Graph([total, *rest], roles=looked_at.roles), words
+    total.name = "sum of outputs"
+    graph = Graph([total, *outputs.values()], roles=looked_at.roles)
+    return graph, f"the sum of the outputs {words}"
+
+
 def _events(graph: Graph, root_name: str, phase: str):
-    """The engine's events; the backward pass runs from the first output (its sum if it is
-    not a scalar), and is left out when nothing in it needs a gradient."""
+    """The engine's events; the backward pass runs from the first output of `graph` (its sum
+    if it is not a scalar), and is left out when nothing in it needs a gradient."""
     yield from graph.forward_steps()
     if phase == "forward":
         return

@@ -8,7 +8,7 @@ and converted here, in the outputs' dtype and device.
 from __future__ import annotations
 
 import numpy as np
-from topograd.dsl.build import decayed_parameters
+from topograd.dsl.build import PER_OUTPUT_LOSSES, as_outputs, decayed_parameters
 from topograd.dsl.torch_backend import require_torch
 from topograd.dsl.torch_backend.modules import torch_parameters
 from topograd.engine.functional import class_labels
@@ -129,7 +129,8 @@ LOSSES = {
 def to_torch_loss(spec, module, model):
     """loss(outputs, targets) in torch: the file's loss with its options, plus
     (l2 / 2) * sum of squared weights over the torch counterparts of the engine model's
-    decayed parameters (dsl.build.decayed_parameters, matched by position).
+    decayed parameters (dsl.build.decayed_parameters, matched by position). For
+    bce_with_logits and mse, (N,) targets meet (N, 1) outputs (dsl.build.as_outputs).
 
     `model` is the engine model that `module` was made from (it says which are the weights).
     """
@@ -144,7 +145,11 @@ def to_torch_loss(spec, module, model):
         params = torch_parameters(module)
         weights = [t for p, t in zip(model.parameters(), params, strict=True) if id(p) in chosen]
 
+    per_output = entry.name in PER_OUTPUT_LOSSES
+
     def loss(outputs, targets):
+        if per_output:  # (N,) targets meet (N, 1) outputs, as in dsl.build.build_loss
+            targets = as_outputs(outputs, targets)
         value = function(outputs, targets, **options)
         if weights:
             penalty = (weights[0] * weights[0]).sum()

@@ -150,6 +150,36 @@ def test_two_threads_backpropagating_through_a_shared_parameter_equal_the_serial
     np.testing.assert_allclose(W.grad, serial_W.grad, rtol=1e-12, atol=1e-12)
 
 
+def test_many_threads_with_short_passes_through_shared_leaves_lose_nothing():
+    """Short passes make claims and releases interleave often: a pass that is counting while
+    another gives its nodes back must still count every edge of the shared leaves."""
+    rng = np.random.default_rng(3)
+    weights, bias = rng.standard_normal((3, 3)), rng.standard_normal(3)
+    inputs = [rng.standard_normal((2, 3)) for _ in range(4)]
+    steps = 600
+
+    def run(W, b, x, count):
+        for _ in range(count):
+            h = (x @ W + b).tanh()
+            (h * h + h @ W).sum().backward()
+
+    serial = [Tensor(weights, requires_grad=True), Tensor(bias, requires_grad=True)]
+    serial_x = [Tensor(v, requires_grad=True) for v in inputs]
+    for x in serial_x:
+        run(*serial, x, steps)
+    shared = [Tensor(weights, requires_grad=True), Tensor(bias, requires_grad=True)]
+    xs = [Tensor(v, requires_grad=True) for v in inputs]
+    threads = [threading.Thread(target=run, args=(*shared, x, steps)) for x in xs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for x, reference in zip(xs, serial_x, strict=True):
+        np.testing.assert_array_equal(x.grad, reference.grad)
+    for ours, reference in zip(shared, serial, strict=True):
+        np.testing.assert_allclose(ours.grad, reference.grad, rtol=1e-12, atol=1e-12)
+
+
 def test_two_threads_with_the_same_input_sum_into_a_shared_weight_bit_for_bit():
     weights, inputs = _shared_weights()
     steps = 200
