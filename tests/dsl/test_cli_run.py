@@ -13,9 +13,10 @@ import json
 import math
 
 import pytest
+from cli_helpers import rebuilt
+from cli_helpers import run_cli as metrics_of
 from topograd.dsl import load, read_source
 from topograd.dsl.build import build
-from topograd.dsl.cli import main
 
 from topograd.train import evaluate, fit, load_checkpoint, save_checkpoint, snapshot_ensemble
 
@@ -48,20 +49,6 @@ def model_file(tmp_path, name="moons", width=8, optimizer="adam(lr=lr)", extra="
     path = tmp_path / f"{name}.tg"
     path.write_text(MOONS.format(width=width, optimizer=optimizer, extra=extra))
     return path
-
-
-def rebuilt(path):
-    """The file's objects, built here without the CLI."""
-    source = read_source(path)
-    return build(load(source), source)
-
-
-def metrics_of(argv, capsys, expected=0):
-    code = main(argv)
-    captured = capsys.readouterr()
-    assert code == expected, captured.err
-    assert "Traceback" not in captured.err
-    return captured
 
 
 def read_json(path):

@@ -16,9 +16,7 @@ import sys
 
 import numpy as np
 import pytest
-from topograd.dsl import load, read_source
-from topograd.dsl.build import build
-from topograd.dsl.cli import main
+from cli_helpers import rebuilt, run_cli
 from topograd.dsl.commands.step import _stepped
 from topograd.dsl.inspect import open_subject
 
@@ -61,19 +59,6 @@ def model_file(tmp_path, loss="bce_with_logits", last="linear(1)", epochs=5, nam
     path = tmp_path / f"{name}.tg"
     path.write_text(ONE_OUTPUT.format(loss=loss, last=last, epochs=epochs))
     return path
-
-
-def rebuilt(path):
-    source = read_source(path)
-    return build(load(source), source)
-
-
-def run_cli(argv, capsys, expected=0):
-    code = main(argv)
-    captured = capsys.readouterr()
-    assert code == expected, captured.err
-    assert "Traceback" not in captured.err
-    return captured
 
 
 # --- point 1: (N,) targets meet (N, 1) outputs ---------------------------------------------------

@@ -6,25 +6,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QDockWidget
-from topograd.gui.documents import RecentFiles
 from topograd.gui.items import _fonts
 from topograd.gui.layout import box_size
-from topograd.gui.window import MainWindow
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
-
-
-@pytest.fixture
-def window(qtbot, tmp_path, monkeypatch):
-    monkeypatch.setenv("TOPOGRAD_CACHE", str(tmp_path / "layouts"))
-    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat)
-    shown = MainWindow(recent=RecentFiles(settings))
-    qtbot.addWidget(shown)
-    yield shown
-    shown.training.shutdown()
 
 
 def key_named(window, name: str) -> str:

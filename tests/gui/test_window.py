@@ -10,26 +10,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QSettings, Qt
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QImage, QKeySequence
 from topograd.dsl.commands.common import load_spec
 from topograd.dsl.inspect import graph_subject, network_subject
 from topograd.gui.actions import ALL
-from topograd.gui.documents import RecentFiles
 from topograd.gui.window import MainWindow
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 SMALL_SAMPLES = sorted(p.name for p in SAMPLES.glob("*.tg") if p.name != "moons_scalar.tg")
-
-
-@pytest.fixture
-def window(qtbot, tmp_path, monkeypatch):
-    monkeypatch.setenv("TOPOGRAD_CACHE", str(tmp_path / "layouts"))
-    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat)
-    shown = MainWindow(recent=RecentFiles(settings))
-    qtbot.addWidget(shown)
-    yield shown
-    shown.training.shutdown()
 
 
 def opened(window, name: str) -> MainWindow:
