@@ -36,16 +36,6 @@ current_modes = _MODES.get
 """The calling thread's `Modes` (a new thread starts with the defaults)."""
 
 
-@contextlib.contextmanager
-def modes_set(**changes):
-    """Change some of the calling thread's modes inside a block, then restore them."""
-    token = _MODES.set(_MODES.get().replaced(**changes))
-    try:
-        yield
-    finally:
-        _MODES.reset(token)
-
-
 def set_layer(layer):
     """Make `layer` the calling thread's current layer tag; returns the token that
     `reset_layer` takes (Module.__call__'s hot path, without a context manager)."""
@@ -116,11 +106,6 @@ class detect_anomaly(_Setting):
     """
 
     attribute, value = "anomaly", True
-
-
-def is_anomaly_enabled() -> bool:
-    """Whether the calling thread checks every value for NaN and Inf."""
-    return _MODES.get().anomaly
 
 
 def current_layer():

@@ -50,6 +50,12 @@ def _internal(array):
     return float(array) if array.dtype == _F64 else array[()]
 
 
+def _check_differentiable(dtype) -> None:
+    """Gradients exist for floats only, as in PyTorch (integer and boolean tensors index)."""
+    if dtype.kind != "f":
+        raise TypeError(f"only floating-point tensors can require gradients, got dtype {dtype}")
+
+
 def unit_gradient(value):
     """The gradient 1 in the stored form of `value` (what backward starts from)."""
     if type(value) is float:
@@ -98,10 +104,8 @@ class Tensor:
         # The same fields as `_node`, written out twice on purpose: `_node` runs once per op
         # on the hot path and stays one function without a helper call.
         self._data = _as_value(data, None if dtype is None else np.dtype(dtype))
-        if requires_grad and self.dtype.kind != "f":
-            raise TypeError(
-                f"only floating-point tensors can require gradients, got dtype {self.dtype}"
-            )
+        if requires_grad:
+            _check_differentiable(self.dtype)
         self._grad = None
         self._version = 0
         self._changed = 0
@@ -592,10 +596,8 @@ class Tensor:
                 f"{describe(self)} was made by an op: only a leaf's requires_grad can be "
                 "turned off (use .detach())"
             )
-        if requires_grad and self.dtype.kind != "f":
-            raise TypeError(
-                f"only floating-point tensors can require gradients, got dtype {self.dtype}"
-            )
+        if requires_grad:
+            _check_differentiable(self.dtype)
         self.requires_grad = bool(requires_grad)
         return self
 
@@ -662,6 +664,9 @@ def _record(op, inputs, attrs):
                 value, ctx = op.forward(a._data, b._data), None
             else:
                 value, ctx = evaluate(op, inputs, attrs, requires_grad)
+        elif len(inputs) == 1:  # unary ops (tanh, relu...): no generator on the hot path
+            requires_grad = recording and inputs[0].requires_grad
+            value, ctx = evaluate(op, inputs, attrs, requires_grad)
         else:
             requires_grad = recording and any(t.requires_grad for t in inputs)
             value, ctx = evaluate(op, inputs, attrs, requires_grad)

@@ -10,7 +10,7 @@ True
 Only `LiveCurves` needs IPython, and it imports it when it is made: the HTML functions need
 nothing beyond the engine (and matplotlib for the curves), so they serve any HTML page too.
 The curves are drawn on a `matplotlib.figure.Figure` of its own (engine.train.plots'
-`_figure`): pyplot's current figure and backend are never touched.
+`new_figure`): pyplot's current figure and backend are never touched.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import warnings
 
 import numpy as np
 from topograd.engine.train.history import History
-from topograd.engine.train.plots import _figure
+from topograd.engine.train.plots import finish_loss_axes, new_figure
 
 PANEL_WIDTH, PANEL_HEIGHT = 3.6, 2.9  # inches (at 100 dpi) per curve panel
 # fixed margins in inches: tight_layout would find much the same ones at twice the cost of
@@ -117,7 +117,7 @@ def history_figure(history: History):
     if _any_finite(history.train_acc) or _any_finite(history.val_acc):
         panels.append(_draw_accuracy)
     width = PANEL_WIDTH * len(panels)
-    figure = _figure(width, PANEL_HEIGHT)
+    figure = new_figure(width, PANEL_HEIGHT)
     figure.subplots_adjust(
         left=MARGINS["left"] / width,
         right=1 - MARGINS["right"] / width,
@@ -135,17 +135,11 @@ def _any_finite(values) -> bool:
 
 
 def _draw_step_loss(history: History, axes) -> None:
-    """The batch loss of every step; on a log scale when it spans over two decades (a run
-    that diverges would otherwise flatten everything else)."""
+    """The batch loss of every step."""
     steps = np.arange(1, history.steps + 1)
     axes.plot(steps, history.step_loss, color="C0", linewidth=0.8)
-    positive = [v for v in history.step_loss if math.isfinite(v) and v > 0]
-    if positive and max(positive) / min(positive) > 100:
-        axes.set_yscale("log")
-    title = "batch loss"
-    if history.stopped:
-        title += f" (stopped: {history.stopped})"
-    axes.set(xlabel="step", ylabel="loss", title=title)
+    axes.set(xlabel="step", ylabel="loss")
+    finish_loss_axes(history, axes, "batch loss")
 
 
 def _draw_epoch_loss(history: History, axes) -> None:

@@ -30,7 +30,7 @@ from topograd.engine.train.history import History
 UPDATE_RATIO_GUIDE = 1e-3
 
 
-def _figure(width: float = 7.0, height: float = 4.5):
+def new_figure(width: float = 7.0, height: float = 4.5):
     """A new Figure on its own Agg canvas (no pyplot)."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -55,9 +55,20 @@ def _steps_per_epoch(history: History) -> float:
     return history.steps / len(history.epochs) if history.epochs else 1.0
 
 
+def finish_loss_axes(history: History, axes, title: str) -> None:
+    """A log scale when the batch losses span over two decades (a run that diverges would
+    flatten everything else), and the reason a run stopped early in the title."""
+    finite = [v for v in history.step_loss if np.isfinite(v) and v > 0]
+    if finite and max(finite) / min(finite) > 100:
+        axes.set_yscale("log")
+    if history.stopped:
+        title += f" (stopped: {history.stopped})"
+    axes.set_title(title)
+
+
 def plot_loss(history: History, path) -> Path:
     """Per-step loss (light) and the epoch losses on training and validation data."""
-    figure = _figure()
+    figure = new_figure()
     axes = figure.add_subplot()
     per_epoch = _steps_per_epoch(history)
     steps = np.arange(1, history.steps + 1) / per_epoch
@@ -70,20 +81,14 @@ def plot_loss(history: History, path) -> Path:
         axes.axvline(history.best_epoch, color="C2", linestyle=":", label="best epoch")
     axes.set_xlabel("epoch")
     axes.set_ylabel("loss")
-    finite = [v for v in history.step_loss if np.isfinite(v) and v > 0]
-    if finite and max(finite) / min(finite) > 100:
-        axes.set_yscale("log")
-    title = "loss"
-    if history.stopped:
-        title += f" (stopped: {history.stopped})"
-    axes.set_title(title)
+    finish_loss_axes(history, axes, "loss")
     axes.legend()
     return _save(figure, path)
 
 
 def plot_accuracy(history: History, path) -> Path:
     """Training against validation accuracy per epoch: the gap is the overfitting."""
-    figure = _figure()
+    figure = new_figure()
     axes = figure.add_subplot()
     axes.plot(history.epochs, history.train_acc, "o-", color="C0", label="train")
     if history.val_acc:
@@ -103,7 +108,7 @@ def plot_accuracy(history: History, path) -> Path:
 
 def plot_lr(history: History, path) -> Path:
     """The learning rate each step used."""
-    figure = _figure(7.0, 3.5)
+    figure = new_figure(7.0, 3.5)
     axes = figure.add_subplot()
     axes.plot(np.arange(1, len(history.lr) + 1), history.lr, color="C0")
     axes.set_xlabel("step")
@@ -122,7 +127,7 @@ def plot_update_ratios(history: History, path, names=None) -> Path:
     if names is None:
         names = [n for n in history.weight_matrices() if n in history.update_ratios]
         names = names or list(history.update_ratios)
-    figure = _figure()
+    figure = new_figure()
     axes = figure.add_subplot()
     for index, name in enumerate(names):
         ratios = np.asarray(history.update_ratios[name], dtype=np.float64)
@@ -163,7 +168,7 @@ def plot_activation_histograms(model, x, path, bins: int = 50, training: bool = 
             f"plot_activation_histograms: {type(model).__name__} has no activation layers "
             "(ReLU, Tanh, Sigmoid, LeakyReLU, ELU, Maxout) on this input"
         )
-    figure = _figure(max(3.0, 2.6 * len(stats)), 3.2)
+    figure = new_figure(max(3.0, 2.6 * len(stats)), 3.2)
     shared = None
     for index, layer in enumerate(stats):
         axes = figure.add_subplot(1, len(stats), index + 1, sharey=shared)

@@ -12,7 +12,7 @@ from importlib.metadata import EntryPoint
 from pathlib import Path
 
 import pytest
-from topograd.dsl.cli import main
+from cli_helpers import run_cli as run
 from topograd.dsl.plugins import ENTRY_POINT_GROUP, PluginError, load_plugin
 from topograd.engine import OPS, unregister_op
 from topograd.engine.custom_ops import CUSTOM
@@ -56,14 +56,6 @@ def unloaded(monkeypatch):
     for name in set(sys.modules) - modules:
         if name.startswith("topograd_plugin_") or name.startswith("tg_test_"):
             del sys.modules[name]
-
-
-def run(argv, capsys, expected=0):
-    code = main(argv)
-    captured = capsys.readouterr()
-    assert code == expected, captured.err
-    assert "Traceback" not in captured.err
-    return captured
 
 
 def cube_files(folder: Path, module: str, op: str) -> Path:
