@@ -135,7 +135,19 @@ class Layer:
 @dataclass(frozen=True)
 class Repeat:
     count: Expr
-    body: tuple[Layer | Repeat, ...]
+    body: tuple[Layer | Repeat | Block, ...]
+    pos: Pos = _at()  # noqa: RUF009
+
+
+@dataclass(frozen=True)
+class Block:
+    """`call { body }` inside a network, optionally `label = ` before it and, after a
+    residual block, `shortcut { ... }` (None when there is none)."""
+
+    call: Call
+    body: tuple[Layer | Repeat | Block, ...]
+    label: str | None = None
+    shortcut: tuple[Layer | Repeat | Block, ...] | None = None
     pos: Pos = _at()  # noqa: RUF009
 
 
@@ -143,7 +155,7 @@ class Repeat:
 class Network:
     name: str
     options: tuple[Keyword, ...]
-    body: tuple[Layer | Repeat, ...]
+    body: tuple[Layer | Repeat | Block, ...]
     pos: Pos = _at()  # noqa: RUF009
 
 

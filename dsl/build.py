@@ -45,25 +45,40 @@ def _call(entry: Entry, target: Callable, *args, **extra):
 # --- model ---------------------------------------------------------------------------------------
 def build_model(network: NetworkSpec, seed: int = 0) -> nn.Module:
     """The network as a Sequential (ScalarSequential in scalar mode); initial weights come
-    from `seed`, so the same file and seed give the same weights."""
+    from `seed`, so the same file and seed give the same weights. A block is a Residual or
+    Concat around Sequentials of its own; a merge (`add(stem)`) is an nn.Merge."""
     manual_seed(seed)
     rng = np.random.default_rng(seed)
-    modules = []
-    for layer in network.layers:
-        target = LAYERS.get(layer.kind)
-        parameters = signature(target).parameters
-        extra = {}
-        if "rng" in parameters:
-            extra["rng"] = rng
-        if "dtype" in parameters:
-            extra["dtype"] = network.dtype
-        modules.append(_call(Entry(layer.kind, layer.kwargs, layer.pos), target, **extra))
     container = nn.ScalarSequential if network.scalar else nn.Sequential
+    return _sequence(network.layers, rng, network.dtype, container)
+
+
+def _sequence(layers, rng, dtype, container=nn.Sequential) -> nn.Module:
+    modules = [_module(layer, rng, dtype) for layer in layers]
     model = container(*modules)
-    for module, layer in zip(modules, network.layers):
+    for module, layer in zip(modules, layers):
         if layer.label is not None:
             object.__setattr__(module, "_local_name", layer.label)
     return model
+
+
+def _module(layer, rng, dtype) -> nn.Module:
+    if layer.is_block:
+        body = _sequence(layer.body, rng, dtype)
+        if layer.kind == "residual":
+            shortcut = _sequence(layer.shortcut, rng, dtype) if layer.shortcut else None
+            return nn.Residual(body, shortcut)
+        return nn.Concat(body)
+    if layer.sources:
+        return nn.Merge(layer.kind, layer.sources)
+    target = LAYERS.get(layer.kind)
+    parameters = signature(target).parameters
+    extra = {}
+    if "rng" in parameters:
+        extra["rng"] = rng
+    if "dtype" in parameters:
+        extra["dtype"] = dtype
+    return _call(Entry(layer.kind, layer.kwargs, layer.pos), target, **extra)
 
 
 def decayed_parameters(model) -> list:

@@ -85,6 +85,8 @@ INFERRED = frozenset(
     {"in_features", "num_features", "in_channels", "num_channels", "normalized_shape"}
 )
 OUTPUT_SIZES = ("out_features", "out_channels")
+BLOCKS = ("residual", "concat")  # `kind { layers }` inside a network
+MERGES = ("add", "concat")  # `kind(earlier, ...)`: join with labelled earlier layers
 SCALAR_LAYERS = ("linear", "relu", "tanh", "sigmoid", "leaky_relu", "elu")
 DROPOUT_ALIASES = {"keep": ("p", lambda keep: 1.0 - keep), "drop": ("p", lambda drop: drop)}
 MAX_REPEAT = 10_000
@@ -553,11 +555,14 @@ class _Checker:
         return data.classes
 
     def expand(self, body, depth) -> list | None:
-        """Layers with repeat blocks unrolled: a list of (ast.Layer, label)."""
+        """Items with repeat blocks unrolled: a list of (item, label, renames), the item an
+        ast.Layer or ast.Block. A label inside a repeat gets its copy's number (`a_0`), and
+        `renames` maps the written label to the copy's, so that `add(a)` in the same copy
+        finds it (outside the repeat, `a` is the last copy)."""
         out = []
         for item in body:
-            if isinstance(item, ast.Layer):
-                out.append((item, item.label))
+            if isinstance(item, ast.Layer | ast.Block):
+                out.append((item, item.label, {}))
                 continue
             count = self.folded(item.count)
             if not (isinstance(count, int) and not isinstance(count, bool)):
@@ -573,29 +578,47 @@ class _Checker:
             if len(out) + count * len(inner) > MAX_REPEAT:
                 self.problem(item.count.pos, f"the network unrolls to over {MAX_REPEAT} layers")
                 return None
+            written = {}  # written label -> its name in this body (a nested copy's, or itself)
+            for node, label, renames in inner:
+                written.update(renames)
+                if label is not None and node.label == label:
+                    written[label] = label
             for index in range(count):
-                out.extend((layer, f"{label}_{index}" if label else None) for layer, label in inner)
+                for node, label, renames in inner:
+                    copy = {k: f"{v}_{index}" for k, v in {**written, **renames}.items()}
+                    out.append((node, f"{label}_{index}" if label else None, copy))
         return out
 
     def names_only(self, layers, scalar) -> None:
         """Without an input shape, still report unknown layers and options."""
-        for layer, _ in layers:
-            self.layer_entry(layer.call, scalar)
+        for layer, _, _ in layers:
+            if isinstance(layer, ast.Block):
+                inner = self.expand((*layer.body, *(layer.shortcut or ())), 1)
+                self.names_only(inner or [], scalar)
+            elif not _is_merge(layer.call):
+                self.layer_entry(layer.call, scalar)
 
-    def layers(self, layers, shape, out_size, scalar, data, dtype) -> list[LayerSpec] | None:
+    def layers(
+        self, layers, shape, out_size, scalar, data, dtype, scope="network"
+    ) -> list[LayerSpec] | None:
+        """One sequence of layers (the network's, or a block's body) checked in order from
+        `shape`; the last layer that takes an output size gets `out_size`."""
         specs: list[LayerSpec] = []
         labels: dict[str, ast.Pos] = {}
+        shapes: dict[str, tuple] = {}  # label -> its output shape, for merges
         sized = [
-            i for i, (layer, _) in enumerate(layers) if _has_output_size(layer.call.name, scalar)
+            i
+            for i, (layer, _, _) in enumerate(layers)
+            if isinstance(layer, ast.Layer) and _has_output_size(layer.call.name, scalar)
         ]
         last_sized = sized[-1] if sized else None
-        first = layers[0][0].call.name
-        if not scalar and len(shape) == 1 and _wants_images(first):
+        first = _first_call(layers[0][0])
+        if scope == "network" and not scalar and len(shape) == 1 and _wants_images(first.name):
             image = data.image_shape if data is not None else None
             if image is None:
                 self.problem(
                     layers[0][0].pos,
-                    f"{first} takes images (N, C, H, W) but the data has no image shape",
+                    f"{first.name} takes images (N, C, H, W) but the data has no image shape",
                     "use an image dataset (e.g. digits), or give the network input=(C, H, W)",
                 )
                 return None
@@ -604,25 +627,169 @@ class _Checker:
             )
             shape = image
         ok = True
-        for index, (layer, label) in enumerate(layers):
+        for index, (layer, label, renames) in enumerate(layers):
             if label is not None:
                 if label in labels:
                     first_use = labels[label].line
+                    where = "" if scope == "network" else f" in this {scope}"
                     self.problem(
-                        layer.pos, f"layer name {label!r} is already used on line {first_use}"
+                        layer.pos,
+                        f"layer name {label!r} is already used{where} on line {first_use}",
                     )
                     ok = False
                 labels[label] = layer.pos
-            spec = self.layer(
-                layer, label, shape, out_size if index == last_sized else None, scalar, dtype
-            )
+            if isinstance(layer, ast.Block):
+                spec = self.block(layer, label, shape, scalar, data, dtype)
+            elif _is_merge(layer.call):
+                spec = self.merge(layer, label, renames, shape, shapes, scalar, scope)
+            else:
+                size = out_size if index == last_sized else None
+                spec = self.layer(layer, label, shape, size, scalar, dtype)
             if spec is None:
                 ok = False
                 self.names_only(layers[index + 1 :], bool(scalar))  # no shapes past this one
                 break
             specs.append(spec)
             shape = spec.out_shape
+            if label is not None:
+                shapes[label] = shape
         return specs if ok else None
+
+    def block(self, block: ast.Block, label, shape, scalar, data, dtype) -> LayerSpec | None:
+        """`residual { body } [shortcut { ... }]` or `concat { body }`: the body checked from
+        the block's input, and the join of the two branches checked at the block."""
+        call, kind = block.call, block.call.name
+        if scalar:
+            self.problem(call.pos, f"a scalar network is a chain of neurons; it has no {kind} block")
+            return None
+        if kind not in BLOCKS:
+            self.problem(
+                name_pos(call.pos, kind),
+                f"unknown block {kind!r}",
+                suggest(kind, BLOCKS) or "blocks: residual { ... } and concat { ... }",
+            )
+            return None
+        if not call.bare:
+            self.problem(call.pos, f"{kind} {{ ... }} takes no options")
+            return None
+        if block.shortcut is not None and kind != "residual":
+            self.problem(block.pos, "only a residual block takes a shortcut { ... }")
+            return None
+        body = self.expand(block.body, 1)
+        shortcut = self.expand(block.shortcut, 1) if block.shortcut is not None else []
+        if body is None or shortcut is None:
+            return None
+        if not body:
+            self.problem(block.pos, f"the {kind} block has no layers")
+            return None
+        if block.shortcut is not None and not shortcut:
+            self.problem(block.pos, "the shortcut has no layers; leave it out for the identity")
+            return None
+        # a residual body's last sized layer maps back to the input's channels or features,
+        # unless a shortcut says otherwise; a concat body's must be given (its growth)
+        keeps = kind == "residual" and block.shortcut is None
+        body_specs = self.layers(body, shape, shape[0] if keeps else None, scalar, data, dtype,
+                                 scope=f"{kind} block")
+        if body_specs is None:
+            return None
+        body_out = body_specs[-1].out_shape
+        shortcut_specs, skip = None, tuple(shape)
+        if shortcut:
+            shortcut_specs = self.layers(
+                shortcut, shape, body_out[0], scalar, data, dtype, scope="shortcut"
+            )
+            if shortcut_specs is None:
+                return None
+            skip = shortcut_specs[-1].out_shape
+        if kind == "residual":
+            if body_out != skip:
+                what = "the shortcut's output" if shortcut else "its input"
+                self.problem(
+                    block.pos,
+                    f"residual: the body ends with shape {body_out} per example, which cannot "
+                    f"be added to {what}, shape {skip}",
+                    "end the body with the input's size (or leave the last size out to have it "
+                    "inferred)" if shortcut else "make the two shapes equal, or add a "
+                    "`shortcut { ... }` that maps the input to the body's shape, e.g. "
+                    "shortcut { conv2d(C, 1, stride=2) }",
+                )
+                return None
+            out_shape = body_out
+        else:
+            if len(body_out) != len(shape) or body_out[1:] != tuple(shape[1:]):
+                self.problem(
+                    block.pos,
+                    f"concat: the body ends with shape {body_out} per example, which cannot be "
+                    f"joined to its input, shape {tuple(shape)}: all but the first (channel or "
+                    "feature) size must be equal",
+                    "keep the spatial size inside the block (stride 1, padding = kernel // 2)",
+                )
+                return None
+            out_shape = (shape[0] + body_out[0], *shape[1:])
+        return LayerSpec(
+            kind, {}, label, tuple(shape), tuple(out_shape), block.pos,
+            body=tuple(body_specs), shortcut=tuple(shortcut_specs) if shortcut_specs else None,
+        )
+
+    def merge(self, layer, label, renames, shape, shapes, scalar, scope) -> LayerSpec | None:
+        """`add(a, ...)` or `concat(a, ...)`: the value so far joined with the outputs of the
+        named earlier layers of the same sequence."""
+        call, mode = layer.call, layer.call.name
+        if scalar:
+            self.problem(call.pos, f"a scalar network is a chain of neurons; it has no {mode}")
+            return None
+        if call.keywords or not call.args:
+            body = "add it to" if mode == "add" else "join it with"
+            self.problem(
+                call.pos,
+                f"{mode} takes the names of earlier layers to {body}, e.g. {mode}(stem)"
+                + (", or a body: concat { ... }" if mode == "concat" else ""),
+            )
+            return None
+        sources, ok = [], True
+        for arg in call.args:
+            if not (isinstance(arg, ast.Call) and arg.bare):
+                self.problem(arg.pos, f"{mode}: expected the name of an earlier layer")
+                ok = False
+                continue
+            name = renames.get(arg.name, arg.name)
+            if name not in shapes:
+                where = "network" if scope == "network" else scope
+                self.problem(
+                    arg.pos,
+                    f"{mode}: no earlier layer in this {where} is named {arg.name!r}",
+                    suggest(arg.name, list(shapes))
+                    or "name a layer before it (`stem = conv2d(16, 3)`) in the same block",
+                )
+                ok = False
+                continue
+            sources.append(name)
+        if not ok:
+            return None
+        joined = [tuple(shape), *(shapes[s] for s in sources)]
+        listed = ", ".join(f"{n} {shapes[n]}" for n in sources)
+        if mode == "add":
+            if any(s != joined[0] for s in joined):
+                self.problem(
+                    call.pos,
+                    f"add: the value here has shape {tuple(shape)} per example, which cannot be "
+                    f"added to {listed}",
+                )
+                return None
+            out_shape = joined[0]
+        else:
+            if any(len(s) != len(joined[0]) or s[1:] != joined[0][1:] for s in joined):
+                self.problem(
+                    call.pos,
+                    f"concat: the value here has shape {tuple(shape)} per example, which cannot "
+                    f"be joined with {listed}: all but the first (channel or feature) size must "
+                    "be equal",
+                )
+                return None
+            out_shape = (sum(s[0] for s in joined), *joined[0][1:])
+        return LayerSpec(
+            mode, {"sources": tuple(sources)}, label, tuple(shape), out_shape, layer.pos
+        )
 
     def layer_entry(self, call: ast.Call, scalar: bool) -> Entry | None:
         """The layer a call names, resolved and its options bound (None after reporting)."""
@@ -887,6 +1054,24 @@ def _kind_of(target, key, skip):
         if parameter.name == key:
             return expected_kind(parameter)
     return None
+
+
+def _is_merge(call: ast.Call) -> bool:
+    return call.name in MERGES and call.name not in LAYERS
+
+
+def _first_call(item) -> ast.Call:
+    """The first layer call of an item (a block's first body layer's)."""
+    while isinstance(item, ast.Block):
+        first = item.body[0] if item.body else None
+        if isinstance(first, ast.Repeat):
+            first = first.body[0] if first.body else None
+        if first is None:
+            return item.call
+        item = first
+    if isinstance(item, ast.Repeat):
+        return _first_call(item.body[0]) if item.body else ast.Call("repeat")
+    return item.call
 
 
 def _has_output_size(name: str, scalar: bool) -> bool:

@@ -149,13 +149,13 @@ def network_subject(
 def _parameters(model: Module, network) -> tuple[dict[str, Parameter], dict[str, str]]:
     """Parameters named after the file's layers (`fc1.weight`, or `2.bias` when the layer has
     no label) with each one's layer kind. Each tensor takes its name, so views show it."""
-    labels = {str(i): layer.label for i, layer in enumerate(network.layers) if layer.label}
-    kinds = {str(i): layer.kind for i, layer in enumerate(network.layers)}
+    paths = network.paths()
     named, kind_of = {}, {}
     for name, parameter in model.named_parameters():
-        first, _, rest = name.partition(".")
-        full = f"{labels.get(first, first)}.{rest}" if rest else name
+        module_path, _, leaf = name.rpartition(".")
+        shown, layer = paths.get(module_path, (module_path, None))
+        full = f"{shown}.{leaf}" if module_path else name
         parameter.name = full
         named[full] = parameter
-        kind_of[full] = kinds.get(first, "")
+        kind_of[full] = layer.kind if layer is not None else ""
     return named, kind_of

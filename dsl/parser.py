@@ -145,6 +145,17 @@ class ToAst(Transformer):
         count, *body = children
         return ast.Repeat(count, tuple(body), _pos(meta))
 
+    def block(self, meta, children):
+        label = str(children.pop(0)) if isinstance(children[0], Token) else None
+        call, *body = children
+        shortcut = None
+        if body and isinstance(body[-1], _Shortcut):
+            shortcut = body.pop().body
+        return ast.Block(call, tuple(body), label, shortcut, _pos(meta))
+
+    def shortcut(self, meta, children):
+        return _Shortcut(tuple(children))
+
     # sections
     def section(self, meta, children):
         kind, *items = children
@@ -371,3 +382,10 @@ def _reject_positional_network_options(program: ast.Program, source: Source) -> 
     ]
     if problems:
         raise DslSyntaxError(source, problems)
+
+
+class _Shortcut:
+    """A residual block's `shortcut { ... }`, before the block takes it as a field."""
+
+    def __init__(self, body):
+        self.body = body

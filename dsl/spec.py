@@ -32,6 +32,23 @@ class LayerSpec:
     out_shape: tuple
     pos: ast.Pos = ast.NOWHERE
     implicit: bool = False  # added by the checker (the image fold in front of a conv net)
+    body: tuple[LayerSpec, ...] = ()  # a block's layers (`residual { ... }`, `concat { ... }`)
+    shortcut: tuple[LayerSpec, ...] | None = None  # a residual block's `shortcut { ... }`
+
+    @property
+    def is_block(self) -> bool:
+        return bool(self.body)
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        """The earlier layers a merge (`add(stem)`, `concat(a, b)`) joins with; () otherwise."""
+        return tuple(self.kwargs.get("sources", ())) if not self.body else ()
+
+    def walk(self):
+        """This layer and every layer inside it, depth first (body, then shortcut)."""
+        yield self
+        for inner in (*self.body, *(self.shortcut or ())):
+            yield from inner.walk()
 
 
 @dataclass(frozen=True)
@@ -43,6 +60,32 @@ class NetworkSpec:
     input_shape: tuple
     output_shape: tuple
     pos: ast.Pos = ast.NOWHERE
+
+    def all_layers(self):
+        """Every layer, those inside blocks included, depth first."""
+        for layer in self.layers:
+            yield from layer.walk()
+
+    def paths(self) -> dict[str, tuple[str, LayerSpec]]:
+        """Each layer by the engine module's path ("4.body.0") -> (the path with the file's
+        labels in place of indexes, "4.body.fc" or "stem", and its LayerSpec)."""
+        found = {}
+
+        def visit(layers, path, shown):
+            for index, layer in enumerate(layers):
+                here = f"{path}{index}"
+                named = f"{shown}{layer.label or index}"
+                found[here] = (named, layer)
+                visit(layer.body, f"{here}.body.", f"{named}.body.")
+                visit(layer.shortcut or (), f"{here}.shortcut.", f"{named}.shortcut.")
+
+        visit(self.layers, "", "")
+        return found
+
+    @property
+    def branches(self) -> bool:
+        """Whether any layer is a block or a merge (the network is not a plain chain)."""
+        return any(layer.is_block or layer.sources for layer in self.all_layers())
 
 
 @dataclass(frozen=True)

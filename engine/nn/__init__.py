@@ -1,6 +1,7 @@
 """Layers with PyTorch's names: Module, Linear, BatchNorm1d, Dropout, norms, activations,
-and the image layers (Conv2d, pooling, Flatten, BatchNorm2d, InstanceNorm2d)."""
+the branching blocks (Residual, Concat, Merge), and the image layers (Conv2d, pooling, Flatten, BatchNorm2d, InstanceNorm2d)."""
 
+from topograd.engine.nn.branch import Concat, Merge, Residual
 from topograd.engine.nn.conv import (
     AdaptiveAvgPool2d,
     AvgPool2d,
@@ -34,6 +35,7 @@ __all__ = [
     "AvgPool2d",
     "BatchNorm1d",
     "BatchNorm2d",
+    "Concat",
     "Conv2d",
     "Dropout",
     "Flatten",
@@ -45,10 +47,12 @@ __all__ = [
     "Linear",
     "MaxPool2d",
     "Maxout",
+    "Merge",
     "Module",
     "Neuron",
     "Parameter",
     "ReLU",
+    "Residual",
     "ScalarLinear",
     "ScalarSequential",
     "Sequential",

@@ -160,6 +160,8 @@ class Sequential(Module):
                 )
             setattr(self, str(index), module)
         object.__setattr__(self, "_items", tuple(modules))
+        # items that merge with earlier outputs (nn.Merge: they have `sources`)
+        object.__setattr__(self, "_merges", any(hasattr(m, "sources") for m in modules))
 
     def __getitem__(self, index):
         return self._items[index]
@@ -171,6 +173,34 @@ class Sequential(Module):
         return iter(self._items)
 
     def forward(self, x):
+        if self._merges:
+            return self._forward_with_merges(x)
         for module in self:
             x = module(x)
+        return x
+
+    def item_names(self) -> list[str]:
+        """Each item's name as a merge refers to it: its label (`_local_name`, which a model
+        file's `name = layer` sets), else its index."""
+        return [module._local_name or str(i) for i, module in enumerate(self)]
+
+    def _forward_with_merges(self, x):
+        """The items in order, keeping the outputs that a later merge names and handing them
+        to it as extra arguments; a name that is no earlier item is refused."""
+        names = self.item_names()
+        wanted = {source for m in self if hasattr(m, "sources") for source in m.sources}
+        kept = {}
+        for index, module in enumerate(self):
+            if hasattr(module, "sources"):
+                missing = [s for s in module.sources if s not in kept]
+                if missing:
+                    raise ValueError(
+                        f"{module.mode}: {', '.join(map(repr, missing))} is not an earlier "
+                        f"item of this Sequential (earlier: {', '.join(names[:index]) or 'none'})"
+                    )
+                x = module(x, *(kept[s] for s in module.sources))
+            else:
+                x = module(x)
+            if names[index] in wanted:
+                kept[names[index]] = x
         return x
