@@ -25,6 +25,7 @@ from topograd.engine.functional import LOSSES
 from topograd.engine.nn.layers import LAYERS
 from topograd.engine.optim import OPTIMIZERS
 from topograd.engine.optim.schedules import SCHEDULES
+from topograd.engine.train.checkpoint import CheckpointError, load_checkpoint
 from topograd.engine.train.search import DISTRIBUTIONS
 
 
@@ -50,7 +51,13 @@ def build_model(network: NetworkSpec, seed: int = 0) -> nn.Module:
     manual_seed(seed)
     rng = np.random.default_rng(seed)
     container = nn.ScalarSequential if network.scalar else nn.Sequential
-    return _sequence(network.layers, rng, network.dtype, container)
+    model = _sequence(network.layers, rng, network.dtype, container)
+    if network.weights is not None:
+        try:
+            load_checkpoint(network.weights, model)
+        except CheckpointError as error:
+            raise BlameError(network.weights_pos, f"weights: {error}") from None
+    return model
 
 
 def _sequence(layers, rng, dtype, container=nn.Sequential) -> nn.Module:

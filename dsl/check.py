@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 from topograd.dsl import ast
+from topograd.dsl.build import BlameError, build_model
 from topograd.dsl.errors import DslCheckError, Problem, Source
 from topograd.dsl.graphs import evaluate_graph
 from topograd.dsl.options import (
@@ -78,7 +79,7 @@ SECTION_KEYS = {
     "lr_range_test": ("start_lr", "end_lr", "num_steps", "smoothing", "divergence"),
 }
 REPEATABLE = {"preprocess", "augment"}
-NETWORK_OPTIONS = ("scalar", "input", "classes", "dtype")
+NETWORK_OPTIONS = ("scalar", "input", "classes", "dtype", "weights")
 METRICS = ("val_acc", "val_loss", "train_acc", "train_loss")
 
 INFERRED = frozenset(
@@ -509,9 +510,33 @@ class _Checker:
                 f"network {node.name!r} ends with shape {output_shape} per example",
                 "end the network with linear(1), or leave out its size to have it inferred",
             )
-        return NetworkSpec(
+        spec = NetworkSpec(
             node.name, tuple(specs), bool(scalar), dtype, input_shape, output_shape, node.pos
         )
+        if "weights" in options:
+            spec = self.weights(spec, *options["weights"])
+        return spec
+
+    def weights(self, spec: NetworkSpec, value, pos) -> NetworkSpec | None:
+        """`weights="model.weights.npz"`: the network starts from the weights in that file
+        (a model-only checkpoint, as `topograd import` writes), checked against the layers
+        now rather than after training has started."""
+        if not isinstance(value, str) or not value:
+            self.problem(pos, f"weights is a file name in quotes, got {describe(value)}")
+            return None
+        path = Path(value)
+        if not path.is_absolute():
+            path = Path(self.source.name).parent / path
+        if not path.is_file():
+            self.problem(pos, f"weights file {str(path)!r} does not exist")
+            return None
+        spec = dataclasses.replace(spec, weights=str(path), weights_pos=pos)
+        try:
+            build_model(spec)
+        except BlameError as error:
+            self.problem(pos, error.message)
+            return None
+        return spec
 
     def input_shape(self, node, options, data):
         if "input" in options:
@@ -660,7 +685,9 @@ class _Checker:
         the block's input, and the join of the two branches checked at the block."""
         call, kind = block.call, block.call.name
         if scalar:
-            self.problem(call.pos, f"a scalar network is a chain of neurons; it has no {kind} block")
+            self.problem(
+                call.pos, f"a scalar network is a chain of neurons; it has no {kind} block"
+            )
             return None
         if kind not in BLOCKS:
             self.problem(
@@ -688,8 +715,9 @@ class _Checker:
         # a residual body's last sized layer maps back to the input's channels or features,
         # unless a shortcut says otherwise; a concat body's must be given (its growth)
         keeps = kind == "residual" and block.shortcut is None
-        body_specs = self.layers(body, shape, shape[0] if keeps else None, scalar, data, dtype,
-                                 scope=f"{kind} block")
+        body_specs = self.layers(
+            body, shape, shape[0] if keeps else None, scalar, data, dtype, scope=f"{kind} block"
+        )
         if body_specs is None:
             return None
         body_out = body_specs[-1].out_shape
@@ -709,7 +737,9 @@ class _Checker:
                     f"residual: the body ends with shape {body_out} per example, which cannot "
                     f"be added to {what}, shape {skip}",
                     "end the body with the input's size (or leave the last size out to have it "
-                    "inferred)" if shortcut else "make the two shapes equal, or add a "
+                    "inferred)"
+                    if shortcut
+                    else "make the two shapes equal, or add a "
                     "`shortcut { ... }` that maps the input to the body's shape, e.g. "
                     "shortcut { conv2d(C, 1, stride=2) }",
                 )
@@ -727,8 +757,14 @@ class _Checker:
                 return None
             out_shape = (shape[0] + body_out[0], *shape[1:])
         return LayerSpec(
-            kind, {}, label, tuple(shape), tuple(out_shape), block.pos,
-            body=tuple(body_specs), shortcut=tuple(shortcut_specs) if shortcut_specs else None,
+            kind,
+            {},
+            label,
+            tuple(shape),
+            tuple(out_shape),
+            block.pos,
+            body=tuple(body_specs),
+            shortcut=tuple(shortcut_specs) if shortcut_specs else None,
         )
 
     def merge(self, layer, label, renames, shape, shapes, scalar, scope) -> LayerSpec | None:

@@ -60,6 +60,8 @@ class NetworkSpec:
     input_shape: tuple
     output_shape: tuple
     pos: ast.Pos = ast.NOWHERE
+    weights: str | None = None  # a model-only checkpoint the network starts from
+    weights_pos: ast.Pos = ast.NOWHERE
 
     def all_layers(self):
         """Every layer, those inside blocks included, depth first."""

@@ -1,5 +1,6 @@
 """Layers with PyTorch's names: Module, Linear, BatchNorm1d, Dropout, norms, activations,
-the branching blocks (Residual, Concat, Merge), and the image layers (Conv2d, pooling, Flatten, BatchNorm2d, InstanceNorm2d)."""
+the image layers (Conv2d, pooling, Flatten, BatchNorm2d, InstanceNorm2d) and the blocks
+that branch (Residual, Concat, Merge)."""
 
 from topograd.engine.nn.branch import Concat, Merge, Residual
 from topograd.engine.nn.conv import (

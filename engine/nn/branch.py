@@ -33,9 +33,7 @@ def _check_join(what: str, shapes: list[tuple], axis: int | None) -> None:
         if not same:
             verb = "added" if axis is None else f"concatenated along axis {axis}"
             listed = " and ".join(str(s[1:]) for s in shapes)
-            raise ValueError(
-                f"{what}: outputs of shapes {listed} per example cannot be {verb}"
-            )
+            raise ValueError(f"{what}: outputs of shapes {listed} per example cannot be {verb}")
 
 
 class Residual(Module):
