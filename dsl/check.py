@@ -893,8 +893,9 @@ class _Checker:
                 if out_size is None:
                     self.problem(
                         call.pos,
-                        f"{name} needs its output size, e.g. {name}(64); only the last layer's "
-                        "size comes from the data",
+                        f"{name} needs its output size, e.g. {name}(64); only the network's "
+                        "last layer takes its size from the data (a residual body's last "
+                        "layer: from the block's input; a shortcut's: from the body)",
                     )
                     return None
                 kwargs[key] = out_size

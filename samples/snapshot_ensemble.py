@@ -82,8 +82,14 @@ def load_splits(seed: int) -> Splits:
     return Splits(*(dataclasses.replace(part, x=scaler.transform(part.x)) for part in parts))
 
 
-def build_model(seed: int, hidden: int = HIDDEN) -> nn.Sequential:
-    """64-hidden-hidden-10 with batch norm; `seed` fixes the initial weights."""
+def build_model(seed: int, hidden: int = HIDDEN, model_file: str | None = None) -> nn.Module:
+    """64-hidden-hidden-10 with batch norm, or the network of `model_file` (a .tg file such
+    as samples/resnet_digits.tg); `seed` fixes the initial weights."""
+    if model_file is not None:
+        from topograd.dsl import load
+        from topograd.dsl.build import build_model as build_network
+
+        return build_network(load(model_file).network, seed)
     manual_seed(seed)
     layers, fan_in = [], 64
     for _ in range(2):
@@ -120,7 +126,7 @@ def run_seed(seed: int, args) -> SeedResult:
     started = time.perf_counter()
     parts = load_splits(seed)
     epochs = args.cycles * args.epochs_per_cycle
-    model = build_model(seed, args.hidden)
+    model = build_model(seed, args.hidden, args.model)
     single = train_single(
         model,
         parts.train,
@@ -133,7 +139,7 @@ def run_seed(seed: int, args) -> SeedResult:
         seed=seed,
         **FIT_OPTIONS,
     )
-    model = build_model(seed, args.hidden)
+    model = build_model(seed, args.hidden, args.model)
     snapshot = snapshot_ensemble(
         model,
         parts.train,
@@ -150,7 +156,7 @@ def run_seed(seed: int, args) -> SeedResult:
     if args.independent:
         members = [single.model]
         for member in range(1, args.cycles):
-            model = build_model(1000 * (seed + 1) + member, args.hidden)
+            model = build_model(1000 * (seed + 1) + member, args.hidden, args.model)
             train_single(
                 model,
                 parts.train,
@@ -198,7 +204,8 @@ def format_table(results: list[SeedResult], args) -> str:
     rows.append(mean)
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     lines = [
-        f"snapshot ensemble vs single model on digits: {args.cycles} cycles x "
+        f"snapshot ensemble vs single model on digits ({args.model or 'MLP'}): "
+        f"{args.cycles} cycles x "
         f"{args.epochs_per_cycle} epochs vs {args.cycles * args.epochs_per_cycle} epochs "
         f"({args.baseline} schedule), lr {args.lr}, test accuracy",
         "  ".join(cell.rjust(width) for cell, width in zip(header, widths)),
@@ -228,6 +235,9 @@ def main(argv=None) -> list[SeedResult]:
     parser.add_argument("--lr", type=float, default=LR, help="lr_max of every cycle")
     parser.add_argument("--hidden", type=int, default=HIDDEN)
     parser.add_argument("--baseline", choices=("cosine", "step"), default="cosine")
+    parser.add_argument(
+        "--model", metavar="FILE.tg", help="the network of a model file instead of the MLP"
+    )
     parser.add_argument(
         "--independent", action="store_true", help="also average independent models"
     )

@@ -28,7 +28,7 @@ def test_sample_prints_the_comparison_table(sample, capsys):
         assert 0.5 < r.single <= 1.0 and 0.5 < r.independent <= 1.0
     out = capsys.readouterr().out
     lines = out.splitlines()
-    assert lines[0].startswith("snapshot ensemble vs single model on digits: 2 cycles x 3")
+    assert lines[0].startswith("snapshot ensemble vs single model on digits (MLP): 2 cycles x 3")
     assert lines[1].split() == [
         "seed",
         "single",

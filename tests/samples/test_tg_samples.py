@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from topograd.dsl.build import build_graph, distribution
 
-from topograd import Tensor, dsl, nn
+from topograd import Tensor, dsl, nn, no_grad
 from topograd.data import batches
 from topograd.optim import lr_range_test
 from topograd.train import evaluate, fit, snapshot_ensemble
@@ -65,6 +65,7 @@ def test_the_samples_are_there():
         "search.tg",
         "digits_cnn.tg",
         "softmax_graph.tg",
+        "resnet_digits.tg",
     }
     assert expected <= names
 
@@ -264,3 +265,26 @@ def test_cnn_sample_folds_images_and_shifts_without_flipping():
         (32, 2, 2),
     ]
     assert [entry.name for entry in spec.data.augment] == ["crop"]
+
+
+def test_resnet_sample_is_built_of_residual_blocks_and_learns():
+    spec, source = load("resnet_digits.tg")
+    blocks = [layer for layer in spec.network.layers if layer.kind == "residual"]
+    assert [b.out_shape for b in blocks] == [(16, 8, 8), (16, 8, 8), (32, 4, 4)]
+    assert [b.shortcut is not None for b in blocks] == [False, False, True]
+    assert blocks[2].shortcut[0].kwargs["stride"] == 2  # the projection halves the size
+    assert [
+        layer.kwargs["out_channels"] for layer in blocks[0].body if "out_channels" in layer.kwargs
+    ] == [16, 16]  # the second size inferred from the block's input
+    built = dsl.build(spec, source)
+    model, splits = built.model, built.data.splits
+    assert isinstance(model[4], nn.Residual) and "shortcut" in vars(model[8])
+    history = short_fit(built, head(splits.train, 512), epochs=3)
+    assert all_finite(history.step_loss)
+    assert history.step_loss[-1] < 0.5 * history.step_loss[0]
+    # after 24 steps the running statistics still lag the moving weights, so the held-out
+    # digits are classified with batch statistics (training mode), 200 at a time
+    val = head(splits.val, 200)
+    with no_grad():
+        predicted = model(Tensor(val.x)).data.argmax(axis=1)
+    assert np.mean(predicted == val.y) > 0.7
