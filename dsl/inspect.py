@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from topograd.dsl.build import build_data, build_graph, build_loss, build_model
+from topograd.dsl.build import build, build_data, build_graph, build_loss, build_model
 from topograd.dsl.commands.common import FAILED, USAGE, fail, load_spec
 from topograd.dsl.errors import DslError
 from topograd.dsl.spec import Spec
@@ -57,10 +57,12 @@ def open_subject(path, batch: int = 4, seed: int = 0) -> tuple[Subject | None, i
     printing why not (a language error: 2; the engine refusing the batch: 1)."""
     if batch < 1:
         return None, fail(f"--batch must be >= 1, got {batch}")
-    spec, _ = load_spec(path)
+    spec, source = load_spec(path)
     if spec is None:
         return None, USAGE
     try:
+        if spec.network is not None and spec.train is not None and spec.data is not None:
+            build(spec, source)  # what `run` would refuse (a schedule shorter than the run)
         return subject(spec, batch, seed), 0
     except DslError as error:
         print(error.render(), file=sys.stderr)

@@ -75,12 +75,12 @@ def test_run_reports_the_historys_numbers_and_a_checkpoint_eval_agrees(tmp_path,
     assert f"{metrics['test_loss']:.4f}" in out and f"{metrics['val_accuracy']:.4f}" in out
 
     # the checkpoint holds the trained weights: a fresh model loaded from it scores the same
-    checkpoint = tmp_path / "runs" / "moons" / "model.ckpt"
+    checkpoint = tmp_path / "runs" / "moons" / "1" / "model.ckpt"
     fresh = rebuilt(path)
     load_checkpoint(checkpoint, fresh.model, rngs={})
     loss, accuracy = evaluate(fresh.model, fresh.data.splits.test, fresh.loss)
     assert metrics["test_accuracy"] == accuracy and metrics["test_loss"] == pytest.approx(loss)
-    assert (tmp_path / "runs" / "moons" / "loss.png").read_bytes()[:8] == PNG
+    assert (tmp_path / "runs" / "moons" / "1" / "loss.png").read_bytes()[:8] == PNG
 
     argv = ["eval", str(path), "--checkpoint", str(checkpoint), "--metrics", "e.json"]
     metrics_of(argv, capsys)
@@ -110,7 +110,7 @@ def test_a_list_of_optimizers_trains_each_from_the_same_start(tmp_path, capsys):
     entries = read_json(tmp_path / "both.json")["optimizers"]
     assert [e["optimizer"] for e in entries] == ["sgd(lr=0.1)", "adam(lr=0.01)"]
     assert "sgd(lr=0.1)" in out and "adam(lr=0.01)" in out
-    assert (tmp_path / "runs" / "both" / "compare.png").read_bytes()[:8] == PNG
+    assert (tmp_path / "runs" / "both" / "1" / "compare.png").read_bytes()[:8] == PNG
 
     alone = model_file(tmp_path, name="alone", optimizer="sgd(lr=0.1)")
     argv = ["run", str(alone), "--no-progress", "--no-plots", "--metrics", "alone.json"]
@@ -169,7 +169,7 @@ def test_lr_range_test_suggests_an_lr_in_the_range_and_does_not_train(tmp_path, 
     metrics = read_json(tmp_path / "r.json")
     assert 1e-4 <= metrics["suggested_lr"] <= 10
     assert f"{metrics['suggested_lr']:.3g}" in out and "epoch" not in out
-    folder = tmp_path / "runs" / "moons"
+    folder = tmp_path / "runs" / "moons" / "1"
     assert (folder / "lr_range_test.png").read_bytes()[:8] == PNG
     assert not (folder / "model.ckpt").exists()
 
