@@ -11,6 +11,13 @@ beside it in an .npz (loaded with allow_pickle=False):
   layout: a Linear weight is stored transposed, (out, in), and a scalar network's neurons
   become the rows of ordinary nn.Linear weights.
 
+Layers are assigned in order to a subclass of nn.Sequential. A branching network reads as a
+person writes one: a residual or concat block is the script's own small Residual or Concat
+module around an nn.Sequential of its body (and shortcut); a network with merges
+(`add(stem)`, `concat(a)`) is an nn.Module whose forward keeps the labelled outputs
+(`x = stem = self.stem(x)`) and joins them (`x = x + stem`), and a body with merges is a
+class of its own written the same way.
+
 The batches are drawn as engine.train.fit draws them: one numpy Generator seeded
 [seed, 0] gives every epoch's permutation and then, batch by batch, the augmentation's draws
 (the script carries the augmentations as numpy functions that draw the same numbers). So
@@ -162,6 +169,39 @@ class Maxout(nn.Module):
         z = self.linear(x)
         return z.view(*z.shape[:-1], self.out_features, self.pieces).max(dim=-1).values'''
 
+RESIDUAL_SOURCE = '''
+class Residual(nn.Module):
+    """body(x) + x, or body(x) + shortcut(x) where a shortcut maps x to the body's shape (a
+    ResNet block, He et al., 2016)."""
+
+    def __init__(self, body, shortcut=None):
+        super().__init__()
+        self.body = body
+        self.shortcut = shortcut
+
+    def forward(self, x):
+        out = self.body(x)
+        return out + (x if self.shortcut is None else self.shortcut(x))'''
+
+CONCAT_SOURCE = '''
+class Concat(nn.Module):
+    """[x, body(x)] joined along `dim` (channels, or features): the output keeps the input beside
+    what the body computed (a DenseNet layer, Huang et al., 2017)."""
+
+    def __init__(self, body, dim=1):
+        super().__init__()
+        self.body = body
+        self.dim = dim
+
+    def forward(self, x):
+        return torch.cat([x, self.body(x)], dim=self.dim)'''
+
+HELPERS = {"Maxout": MAXOUT_SOURCE, "Residual": RESIDUAL_SOURCE, "Concat": CONCAT_SOURCE}
+"""The script's own modules, written into it where the network uses them."""
+
+# names a label cannot have as a variable in a forward (the argument and the script's imports)
+_FORWARD_NAMES = frozenset({"self", "x", "np", "torch", "nn", "F", "math", "json", "argparse"})
+
 
 @dataclass
 class Exported:
@@ -178,7 +218,7 @@ def export(built: Built, data_name: str, file_name: str | None = None) -> Export
     spec = built.spec
     _check_runnable(spec)
     file_name = file_name or f"{spec.network.name}.tg"
-    network = _network(built)
+    network = _network(built, _class_name(spec.network.name))
     writer = _Writer(built, network, data_name, file_name)
     arrays = _data_arrays(built)
     arrays.update({f"init.{key}": value for key, value in network.weights.items()})
@@ -242,24 +282,135 @@ def _data_arrays(built: Built) -> dict[str, np.ndarray]:
 class _Network:
     lines: list[str]  # `self.<name> = nn.<Layer>(...)` lines of __init__, indented
     weights: dict[str, np.ndarray]  # torch state_dict key -> initial value
-    maxout: bool = False
+    forward: list[str] | None = None  # forward's lines where the network merges (add(stem))
+    classes: list[str] = field(default_factory=list)  # bodies that merge, inner ones first
+    helpers: set[str] = field(default_factory=set)  # of HELPERS, the ones the layers use
 
 
-def _network(built: Built) -> _Network:
-    """Each engine layer as a named torch layer, with its initial weights in torch's layout."""
-    specs = built.spec.network.layers
-    used: set[str] = set()
-    counts: dict[str, int] = {}
+def _network(built: Built, class_name: str) -> _Network:
+    """Each engine layer as a named torch layer, with its initial weights in torch's layout.
+
+    A block is Residual(...) or Concat(...) around an nn.Sequential of its body; a sequence
+    with merges (the network's, or a block's body) is a class whose forward keeps the
+    labelled outputs that add and concat join later."""
     network = _Network([], {})
-    for index, (module, layer) in enumerate(zip(built.model, specs)):
-        kind, call, weights = _layer(module, layer, index)
-        name = _layer_name(layer, kind, counts, used)
-        network.lines += call.lines("        ", f"self.{name} = ")
-        network.weights.update(
-            {f"{name}.{key}": np.ascontiguousarray(value) for key, value in weights.items()}
-        )
-        network.maxout = network.maxout or isinstance(module, nn.Maxout)
+    translator = _Translator(network, {class_name, *HELPERS, "Path"})
+    network.lines, network.forward, network.weights = translator.members(
+        built.model, built.spec.network.layers, None
+    )
     return network
+
+
+class _Translator:
+    """Sequences of engine layers as torch source, recursively into blocks; what the script
+    needs besides the model class (helpers, the classes of bodies that merge) goes into
+    `network`."""
+
+    def __init__(self, network: _Network, taken_class_names):
+        self.network = network
+        self.class_names = set(taken_class_names)
+
+    def members(self, sequential, specs, block):
+        """A sequence as a class's members: (__init__ lines `self.<name> = ...`, forward's
+        lines where the sequence merges (else None: nn.Sequential's forward runs them),
+        weights keyed by the attribute names). `block`: the LayerSpec whose body it is, None
+        for the network."""
+        used: set[str] = set()
+        counts: dict[str, int] = {}
+        kept = {source for layer in specs for source in layer.sources}
+        init, forward, weights = [], [], {}
+        for index, (module, layer) in enumerate(zip(sequential, specs)):
+            if layer.sources:
+                value = _merge(module, layer)
+            else:
+                if layer.is_block:  # named first: the class of a body that merges is named after it
+                    name = _layer_name(layer, layer.kind, counts, used)
+                    call, layer_weights = self.block(module, layer, name)
+                else:
+                    kind, call, layer_weights = self.layer(module, layer, index, block)
+                    name = _layer_name(layer, kind, counts, used)
+                init += call.lines("        ", f"self.{name} = ")
+                weights.update({f"{name}.{key}": value for key, value in layer_weights.items()})
+                value = f"self.{name}(x)"
+            target = f"x = {_variable(layer.label)}" if layer.label in kept else "x"
+            forward.append(f"        {target} = {value}")
+        if not kept:
+            return init, None, weights
+        return init, [*forward, "        return x"], weights
+
+    def layer(self, module, layer: LayerSpec, index: int, block) -> tuple[str, _Call, dict]:
+        """(name for numbering, the torch constructor, {state_dict suffix: initial array})."""
+        if block is None:
+            where = _where(layer, f"the network's layer {index + 1}")
+        else:
+            where = _where(layer, f"in the {block.kind} block at line {block.pos.line}")
+        if isinstance(module, nn.Maxout):
+            self.network.helpers.add("Maxout")
+        return _layer(module, layer, where)
+
+    def block(self, module, layer: LayerSpec, name: str) -> tuple[_Call, dict]:
+        """Residual(body[, shortcut=...]) or Concat(body), and its weights ("body.0.weight")."""
+        body, weights = self.sequence(module.body, layer.body, f"{name}_body", layer)
+        weights = {f"body.{key}": value for key, value in weights.items()}
+        if isinstance(module, nn.Concat):
+            self.network.helpers.add("Concat")
+            options = () if module.axis == 1 else (f"dim={module.axis}",)
+            return _Call("Concat", (body, *options)), weights
+        self.network.helpers.add("Residual")
+        if not layer.shortcut:
+            return _Call("Residual", (body,)), weights
+        shortcut, more = self.sequence(module.shortcut, layer.shortcut, f"{name}_shortcut", layer)
+        weights.update({f"shortcut.{key}": value for key, value in more.items()})
+        return _Call("Residual", (body, ("shortcut", shortcut))), weights
+
+    def sequence(self, sequential, specs, name: str, block: LayerSpec) -> tuple[_Call, dict]:
+        """A block's body (or shortcut): an nn.Sequential of its layers, or where it merges, a
+        class of its own (written to network.classes, named after `name`) and a call of it."""
+        if not any(layer.sources for layer in specs):
+            parts, weights = [], {}
+            for index, (module, layer) in enumerate(zip(sequential, specs)):
+                if layer.is_block:
+                    call, layer_weights = self.block(module, layer, layer.label or layer.kind)
+                else:
+                    _, call, layer_weights = self.layer(module, layer, index, block)
+                parts.append(call)
+                weights.update({f"{index}.{key}": value for key, value in layer_weights.items()})
+            return _Call("nn.Sequential", tuple(parts)), weights
+        class_name = self.new_class_name(name)
+        init, forward, weights = self.members(sequential, specs, block)
+        what = "shortcut" if name.endswith("_shortcut") else "body"
+        about = (
+            f"The {what} of the {block.kind} block at line {block.pos.line}: its layers in "
+            "order, keeping the outputs that add and concat join later."
+        )
+        lines = [f"class {class_name}(nn.Module):", *_docstring(about), ""]
+        lines += ["    def __init__(self):", "        super().__init__()", *init]
+        lines += ["", "    def forward(self, x):", *forward]
+        self.network.classes.append("\n".join(lines))
+        return _Call(class_name, ()), weights
+
+    def new_class_name(self, name: str) -> str:
+        base = _class_name(name)
+        class_name, number = base, 2
+        while class_name in self.class_names:
+            class_name, number = f"{base}{number}", number + 1
+        self.class_names.add(class_name)
+        return class_name
+
+
+def _variable(label: str) -> str:
+    """A label as a local variable of forward (not the argument x, not a keyword)."""
+    clash = keyword.iskeyword(label) or label in _FORWARD_NAMES
+    return f"{label}_out" if clash else label
+
+
+def _merge(module, layer: LayerSpec) -> str:
+    """add(a, b) as `x + a + b` (summed in that order, as the engine sums), concat(a) as
+    `torch.cat([x, a], dim=1)`."""
+    values = ["x", *(_variable(source) for source in layer.sources)]
+    if module.mode == "add":
+        return " + ".join(values)
+    return f"torch.cat([{', '.join(values)}], dim={module.axis})"
 
 
 def _layer_name(layer: LayerSpec, kind: str, counts: dict, used: set) -> str:
@@ -280,13 +431,14 @@ def _layer_name(layer: LayerSpec, kind: str, counts: dict, used: set) -> str:
     return name
 
 
-def _where(layer: LayerSpec, index: int) -> str:
+def _where(layer: LayerSpec, place: str) -> str:
     line = f" at line {layer.pos.line}" if layer.pos.line else ""
-    return f"{line}, the network's layer {index + 1}"
+    return f"{line}, {place}"
 
 
-def _layer(module, layer: LayerSpec, index: int) -> tuple[str, _Call, dict]:
-    """(name for numbering, the torch constructor, {state_dict suffix: initial array})."""
+def _layer(module, layer: LayerSpec, where: str) -> tuple[str, _Call, dict]:
+    """(name for numbering, the torch constructor, {state_dict suffix: initial array});
+    `where` says where the layer is, for a refusal."""
     if type(module) in ACTIVATIONS:
         kind, torch_class, defaults = ACTIVATIONS[type(module)]
         options = {name: getattr(module, name) for name in defaults}
@@ -294,7 +446,7 @@ def _layer(module, layer: LayerSpec, index: int) -> tuple[str, _Call, dict]:
     if isinstance(module, nn.Dropout):
         if not module.inverted:
             raise UnsupportedError(
-                f"vanilla dropout, dropout(inverted=false){_where(layer, index)}",
+                f"vanilla dropout, dropout(inverted=false){where}",
                 "torch's nn.Dropout is inverted dropout: remove inverted=false",
             )
         return "dropout", _call("nn.Dropout", [], {"p": _rounded(module.p)}), {}
@@ -303,10 +455,10 @@ def _layer(module, layer: LayerSpec, index: int) -> tuple[str, _Call, dict]:
             return translate(module)
     if layer.kind in CUSTOM:
         raise UnsupportedError(
-            f"the custom op {layer.kind!r}{_where(layer, index)}",
+            f"the custom op {layer.kind!r}{where}",
             "a plugin's op exists only in topograd: write it as a torch module",
         )
-    raise UnsupportedError(f"the layer {layer.kind!r}{_where(layer, index)}")
+    raise UnsupportedError(f"the layer {layer.kind!r}{where}")
 
 
 def _linear(module):
@@ -483,20 +635,43 @@ def _changed(options: dict, defaults: dict) -> dict:
 
 @dataclass(frozen=True)
 class _Call:
-    """A call's source text, laid out as ruff format lays it out when it is too long."""
+    """A call's source text, laid out as ruff format lays it out when it is too long. A part
+    is source text, a _Call (a module inside a block) or (keyword, _Call)."""
 
     name: str
-    parts: tuple[str, ...]
+    parts: tuple = ()
 
-    def lines(self, indent: str = "", prefix: str = "") -> list[str]:
-        head = f"{indent}{prefix}{self.name}("
-        one = f"{head}{', '.join(self.parts)})"
+    def text(self) -> str:
+        return f"{self.name}({', '.join(_part_text(part) for part in self.parts)})"
+
+    def lines(self, indent: str = "", prefix: str = "", suffix: str = "") -> list[str]:
+        one = f"{indent}{prefix}{self.text()}{suffix}"
         if len(one) <= 100 or not self.parts:
             return [one]
-        inner = f"{indent}    {', '.join(self.parts)}"
-        if len(inner) <= 100:
-            return [head, inner, f"{indent})"]
-        return [head, *(f"{indent}    {part}," for part in self.parts), f"{indent})"]
+        head, close, inner = f"{indent}{prefix}{self.name}(", f"{indent}){suffix}", f"{indent}    "
+        joined = inner + ", ".join(_part_text(part) for part in self.parts)
+        if len(joined) <= 100:
+            return [head, joined, close]
+        if len(self.parts) == 1:  # split inside the one argument, no comma after it
+            return [head, *_part_lines(self.parts[0], inner, ""), close]
+        split = [line for part in self.parts for line in _part_lines(part, inner, ",")]
+        return [head, *split, close]
+
+
+def _part_text(part) -> str:
+    if isinstance(part, str):
+        return part
+    if isinstance(part, tuple):
+        return f"{part[0]}={part[1].text()}"
+    return part.text()
+
+
+def _part_lines(part, indent: str, suffix: str) -> list[str]:
+    if isinstance(part, str):
+        return [f"{indent}{part}{suffix}"]
+    if isinstance(part, tuple):
+        return part[1].lines(indent, f"{part[0]}=", suffix)
+    return part.lines(indent, "", suffix)
 
 
 def _call(name: str, arguments: list, options: dict) -> _Call:
@@ -509,7 +684,7 @@ def _class_name(name: str) -> str:
     text = "".join(word[0].upper() + word[1:] for word in words)
     if not text or not text[0].isalpha():
         text = f"Net{text}"
-    return f"{text}Net" if text in ("Maxout", "Path") else text  # not the script's own names
+    return f"{text}Net" if text in (*HELPERS, "Path") else text  # not the script's own names
 
 
 def _docstring(text: str, indent: str = "    ") -> list[str]:
@@ -531,7 +706,7 @@ class _Writer:
         self.class_name = _class_name(self.spec.network.name)
         splits = built.data.splits
         self.has_val, self.has_test = len(splits.val) > 0, len(splits.test) > 0
-        self.dropout = any(layer.kind == "dropout" for layer in self.spec.network.layers)
+        self.dropout = any(layer.kind == "dropout" for layer in self.spec.network.all_layers())
         self.uses_math = False
         self.uses_functional = False
         self.loss = self._loss()
@@ -544,7 +719,8 @@ class _Writer:
             self._header(),
             self._imports(),
             self._constants(),
-            *([MAXOUT_SOURCE.strip("\n")] if self.network.maxout else []),
+            *(HELPERS[name].strip("\n") for name in HELPERS if name in self.network.helpers),
+            *self.network.classes,
             self._model(),
             self.loss,
             self._count_correct(),
@@ -624,10 +800,20 @@ class _Writer:
                 " (in topograd a scalar network, one node per weight; here ordinary nn.Linear "
                 "layers compute the same function)"
             )
-        about += ". nn.Sequential runs the layers in the order they are assigned."
-        lines = [f"class {self.class_name}(nn.Sequential):", *_docstring(about), ""]
+        forward = self.network.forward
+        if forward is None:
+            about += ". nn.Sequential runs the layers in the order they are assigned."
+        else:
+            about += (
+                ". forward runs the layers in order, keeping the outputs that add and concat "
+                "join later."
+            )
+        base = "nn.Sequential" if forward is None else "nn.Module"
+        lines = [f"class {self.class_name}({base}):", *_docstring(about), ""]
         lines += ["    def __init__(self):", "        super().__init__()"]
         lines += self.network.lines
+        if forward is not None:
+            lines += ["", "    def forward(self, x):", *forward]
         return "\n".join(lines)
 
     # --- loss -----------------------------------------------------------------------------------
@@ -749,7 +935,7 @@ class _Writer:
         return "\n".join(lines)
 
     def _scheduler(self) -> str | None:
-        entry = self.train.schedule
+        entry = self.built.schedule_entry  # with the run's length where the file left it out
         if entry is None:
             return None
         per = "after every batch" if self.train.schedule_per == "step" else "after every epoch"

@@ -2,9 +2,11 @@
 
 Every layer of the model language has a counterpart (PyTorch's own where one exists, a small
 module here where none does: Maxout, the scalar network's Neuron and ScalarLinear, an
-Unflatten that lets images pass). The torch module mirrors the engine's structure: the same
-child names ('0', '1', ...; a scalar layer's 'n0.w1'), so parameter and buffer names match,
-and `torch_parameters(module)[i]` is the counterpart of `model.parameters()[i]`. The one
+Unflatten that lets images pass, and the branching blocks Residual, Concat and Merge with
+a Sequential that hands a merge the earlier outputs it names). The torch module mirrors the
+engine's structure: the same child names ('0', '1', ...; a scalar layer's 'n0.w1', a block's
+'4.body.0', '8.shortcut.1'), so parameter and buffer names match, and
+`torch_parameters(module)[i]` is the counterpart of `model.parameters()[i]`. The one
 layout difference is a Linear weight: the engine stores (in, out), PyTorch (out, in);
 `transposed_parameters(module)` says where.
 
@@ -100,6 +102,75 @@ class ScalarLinear(tnn.Module):
         return f"{self.in_features}, {self.out_features}"
 
 
+# --- branching networks (engine.nn.branch) ----------------------------------------------------
+class Residual(tnn.Module):
+    """`body(x) + x`, or `body(x) + shortcut(x)` when there is a shortcut."""
+
+    def __init__(self, body, shortcut=None):
+        super().__init__()
+        self.body = body
+        self.shortcut = shortcut  # None registers no child: the names stay the engine's
+
+    def forward(self, x):
+        out = self.body(x)
+        return out + (x if self.shortcut is None else self.shortcut(x))
+
+
+class Concat(tnn.Module):
+    """`[x, body(x)]` joined along `axis`."""
+
+    def __init__(self, body, axis=1):
+        super().__init__()
+        self.body, self.axis = body, axis
+
+    def forward(self, x):
+        return torch.cat([x, self.body(x)], dim=self.axis)
+
+    def extra_repr(self):
+        return f"axis={self.axis}"
+
+
+class Merge(tnn.Module):
+    """The current value joined with the outputs of earlier items of its MergingSequential,
+    named by `sources`: summed (mode "add", in order) or joined along `axis` ("concat")."""
+
+    def __init__(self, mode, sources, axis=1):
+        super().__init__()
+        self.mode, self.sources, self.axis = mode, tuple(sources), axis
+
+    def forward(self, x, *earlier):
+        if self.mode == "concat":
+            return torch.cat([x, *earlier], dim=self.axis)
+        for value in earlier:
+            x = x + value
+        return x
+
+    def extra_repr(self):
+        axis = f", axis={self.axis}" if self.mode == "concat" else ""
+        return f"{self.mode}, {', '.join(self.sources)}{axis}"
+
+
+class MergingSequential(tnn.Sequential):
+    """A Sequential with Merge items: it keeps the outputs of the items that a merge names
+    (`item_names`: the model file's labels, else the indexes) and hands them to the merge."""
+
+    def __init__(self, layers, item_names):
+        super().__init__(layers)
+        self.item_names = tuple(item_names)
+
+    def forward(self, x):
+        wanted = {source for m in self if isinstance(m, Merge) for source in m.sources}
+        kept = {}
+        for name, module in zip(self.item_names, self):
+            if isinstance(module, Merge):
+                x = module(x, *(kept[source] for source in module.sources))
+            else:
+                x = module(x)
+            if name in wanted:
+                kept[name] = x
+        return x
+
+
 # --- the translation table -------------------------------------------------------------------
 _CONVERTERS = {}
 
@@ -143,12 +214,27 @@ def _child_path(path: str, name: str) -> str:
 
 @_converts(enn.Sequential)
 def _sequential(module, path):
-    return tnn.Sequential(
-        OrderedDict(
-            (name, _convert(child, _child_path(path, name)))
-            for name, child in module.named_children()
-        )
+    layers = OrderedDict(
+        (name, _convert(child, _child_path(path, name))) for name, child in module.named_children()
     )
+    if any(isinstance(child, Merge) for child in layers.values()):
+        return MergingSequential(layers, module.item_names())
+    return tnn.Sequential(layers)
+
+
+@_converts(enn.Residual)
+def _residual(module, path):
+    body = _convert(module.body, _child_path(path, "body"))
+    shortcut = getattr(module, "shortcut", None)
+    if shortcut is not None:
+        shortcut = _convert(shortcut, _child_path(path, "shortcut"))
+    return Residual(body, shortcut)
+
+
+_converts(enn.Concat)(
+    lambda module, path: Concat(_convert(module.body, _child_path(path, "body")), module.axis)
+)
+_converts(enn.Merge)(lambda module, path: Merge(module.mode, module.sources, module.axis))
 
 
 _ELEMENTWISE = (enn.ReLU, enn.Tanh, enn.Sigmoid, enn.LeakyReLU, enn.ELU)

@@ -212,6 +212,14 @@ def test_early_stopping_stops_where_the_engine_stops(tmp_path):
 @pytest.mark.parametrize("name", ["digits.tg", "digits_cnn.tg", "moons_scalar.tg"])
 def test_the_script_is_standalone_and_ruff_clean(tmp_path, name):
     script = export(tmp_path, SAMPLES / name)
+    assert_standalone_and_ruff_clean(script)
+    with np.load(script.with_suffix(".npz"), allow_pickle=False) as data:
+        assert {"train_x", "train_y", "val_x", "val_y", "test_x", "test_y"} <= set(data.files)
+
+
+def assert_standalone_and_ruff_clean(script: Path) -> None:
+    """It imports only numpy, torch and the standard library, and ruff finds nothing to fix
+    or reformat (the project's settings)."""
     tree = ast.parse(script.read_text())
     imported = set()
     for node in ast.walk(tree):
@@ -224,8 +232,6 @@ def test_the_script_is_standalone_and_ruff_clean(tmp_path, name):
     for command in (["check", "--quiet"], ["format", "--check", "--quiet"]):
         done = subprocess.run([str(RUFF), *command, *config, str(script)], capture_output=True)
         assert done.returncode == 0, done.stdout.decode() + done.stderr.decode()
-    with np.load(script.with_suffix(".npz"), allow_pickle=False) as data:
-        assert {"train_x", "train_y", "val_x", "val_y", "test_x", "test_y"} <= set(data.files)
 
 
 def test_the_initial_weights_are_the_engines_in_torch_layout(tmp_path):
