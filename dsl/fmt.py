@@ -2,10 +2,12 @@
 
 Layout: two-space indentation, one statement, layer or setting per line, one blank line
 between top-level blocks (consecutive `let`s stay together), binary operators spaced, and
-only the parentheses the tree needs. Numbers keep their spelling (`1e-3` stays `1e-3`);
+only the parentheses the tree needs; a residual block's shortcut opens on its body's closing
+line (`} shortcut {`). Numbers keep their spelling (`1e-3` stays `1e-3`);
 strings are re-escaped. A comment on its own line stays before the item that follows it,
 a trailing comment stays at the end of its item's line, and comments before a closing
-brace or at the end of the file stay there.
+brace or at the end of the file stay there (those between a body's `}` and its `shortcut {`
+go to the end of the body, but one alone on the `}` line ends the `} shortcut {` line).
 
 >>> print(format_source("let  lr=1e-3 # step\\nnetwork n(input=2){linear(4) relu}"), end="")
 let lr = 1e-3  # step
@@ -163,7 +165,7 @@ class _Printer:
         """A statement, layer, setting or graph line, with the comments that belong to it;
         `bound` is where the next item (or the enclosing block's `}`) starts."""
         self.own_lines(depth, self.take_before(_start(node)))
-        if isinstance(node, ast.Graph | ast.Network | ast.Section | ast.Repeat):
+        if isinstance(node, ast.Graph | ast.Network | ast.Section | ast.Repeat | ast.Block):
             self.block(node, depth, bound)
             return
         prefix, value = self.parts(node)
@@ -214,12 +216,43 @@ class _Printer:
         self.emit(depth, closer + suffix, (), self.take_on_line(end[0], bound))
 
     def block(self, node, depth: int, bound: tuple[int, int]) -> None:
+        """A header and its items in braces; a residual block's `shortcut { ... }` follows
+        the body's `}` on the same line."""
         header, header_end, children = self.header(node)
-        close = (node.pos.end_line, node.pos.end_column - 1)
+        end = (node.pos.end_line, node.pos.end_column - 1)  # the last `}`
+        shortcut = getattr(node, "shortcut", None)
+        close = end if shortcut is None else self.closing(node, end)
+        above, trailing, inner = self.braced(header_end, children, close, depth)
+        parts = [(above, trailing, inner)]
+        if shortcut is not None:
+            between, trailing, inner = self.braced(close, shortcut, end, depth)
+            # a comment after the body's `}` stays on that line if it is alone there
+            if len(between) == 1 and between[0].line == close[0] and not trailing:
+                between, trailing = [], between
+            parts[0][2].extend(INDENT * (depth + 1) + comment.text for comment in between)
+            parts.append(([], trailing, inner))
+        after = self.take_on_line(node.pos.end_line, bound)
+        line = header
+        for index, (above, trailing, inner) in enumerate(parts):
+            if index:
+                line += " shortcut"
+            if not inner and not trailing:
+                self.own_lines(depth, above)
+                line += " {}"
+                continue
+            self.emit(depth, line + " {", above, trailing)
+            self.out.extend(inner)
+            line = "}"
+        self.emit(depth, line, (), after)
+
+    def braced(self, start, children, close, depth: int) -> tuple[list, list, list[str]]:
+        """Items in braces, whose `{` comes after `start` and whose `}` is at `close`: the
+        comments before the `{`, the one after it on its line, and the items' lines (with
+        the comments before the `}`)."""
         first = _start(children[0]) if children else close
         above, trailing = [], []
         if self.next < len(self.comments):
-            brace = self.find(header_end, "{", close)
+            brace = self.find(start, "{", close)
             above = self.take_before(brace)
             trailing = self.take_on_line(brace[0], first)
         inner: list[str] = []
@@ -229,13 +262,15 @@ class _Printer:
             self.item(child, depth + 1, child_bound)
         self.own_lines(depth + 1, self.take_before(close))
         self.out = outer
-        after = self.take_on_line(node.pos.end_line, bound)
-        if not inner and not trailing:
-            self.emit(depth, header + " {}", above, after)
-            return
-        self.emit(depth, header + " {", above, trailing)
-        self.out.extend(inner)
-        self.emit(depth, "}", (), after)
+        return above, trailing, inner
+
+    def closing(self, node: ast.Block, end: tuple[int, int]) -> tuple[int, int]:
+        """Where the `}` of a block's body is, before its shortcut (only looked up when
+        there are comments to place: no other choice depends on it)."""
+        if self.next >= len(self.comments):
+            return end
+        start = _end(node.body[-1]) if node.body else self.find(_end(node.call), "{", end)
+        return self.find(start, "}", end)
 
     def header(self, node) -> tuple[str, tuple[int, int], tuple]:
         """A block's first line (without `{`), where its last expression ends, its items."""
@@ -245,6 +280,9 @@ class _Printer:
             return node.kind, _start(node), node.items
         if isinstance(node, ast.Repeat):
             return f"repeat {self.expr(node.count)}", _end(node.count), node.body
+        if isinstance(node, ast.Block):
+            label = "" if node.label is None else f"{node.label} = "
+            return label + self.call(node.call), _end(node.call), node.body
         options = ""
         header_end = _start(node)
         if node.options:

@@ -13,6 +13,7 @@ from topograd.dsl.errors import DslSyntaxError, Problem, Source
 # What people call the grammar's terminals, for "expected ..." messages.
 TOKEN_WORDS = {
     "NAME": "a name",
+    "BLOCK_NAME": "a block (residual { ... }, concat { ... })",
     "NUMBER": "a number",
     "STRING": "a string",
     "DATA": "'data'",
@@ -146,8 +147,9 @@ class ToAst(Transformer):
         return ast.Repeat(count, tuple(body), _pos(meta))
 
     def block(self, meta, children):
-        label = str(children.pop(0)) if isinstance(children[0], Token) else None
-        call, *body = children
+        label = str(children.pop(0)) if children[0].type == "NAME" else None
+        name, *body = children
+        call = ast.Call(str(name), None, (), _token_pos(name))
         shortcut = None
         if body and isinstance(body[-1], _Shortcut):
             shortcut = body.pop().body

@@ -49,7 +49,7 @@ def _script(app, window: MainWindow, steps: int, screenshot, collapse, result) -
     try:
         if collapse is not None:
             (window.collapse_all if collapse else window.expand_all)()
-            window.canvas.fit_to_view()
+            window.show_start()
         for _ in range(steps):
             window.controller.step()
     except Exception:

@@ -217,16 +217,30 @@ def received(stepper, node_id: int) -> list[tuple[str, str]]:
     ]
 
 
-def layer_rows(stepper, node_ids, name: str, kind: str | None) -> list[tuple[str, str]]:
+def layer_rows(stepper, node_ids, name: str, kind: str | None, parts=()) -> list[tuple[str, str]]:
     """A collapsed layer: its name and type, its output (its last op) with value and gradient,
-    and the primitive VJPs its backward is made of, in the order the backward pass runs them."""
+    and the primitive VJPs its backward is made of, in the order the backward pass runs them.
+    A block's `parts` are its layers, (title, node ids) each: its backward names each layer
+    once, where the pass enters it, instead of listing the layer's ops."""
     graph = stepper.graph
     ops = [graph[i] for i in node_ids if graph[i].op is not None]
     rows = [("Layer", name), ("Type", kind or "none")]
     if not ops:
         return rows
     out = ops[-1]
-    vjps = [f"{_short_title(graph, n)}: {n.op.vjp_formula}" for n in reversed(ops)]
+    part_of, sizes = {}, {}
+    for title, ids in parts:
+        inside = [i for i in ids if graph[i].op is not None]
+        part_of.update((i, title) for i in inside)
+        sizes[title] = len(inside)
+    vjps, entered = [], set()
+    for n in reversed(ops):
+        title = part_of.get(n.id)
+        if title is None:
+            vjps.append(f"{_short_title(graph, n)}: {n.op.vjp_formula}")
+        elif title not in entered:
+            entered.add(title)
+            vjps.append(f"{title}: its {sizes[title]} op{'s' if sizes[title] != 1 else ''}")
     return [
         *rows,
         ("Output", _short_title(graph, out)),

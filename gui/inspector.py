@@ -345,8 +345,14 @@ class Inspector(QWidget):
         """Show the collapsed layer `key` ("g:..."); nodes come through `show_node`."""
         session = getattr(self._source, "session", None)
         if session is not None and key.startswith(GROUP_PREFIX):
-            members = [session.view.node(k).node_id for k in session.view.group(key).members]
-            self.show_group(session.view.group(key), members, session.stepper)
+            view = session.view
+
+            def ids(group: GroupView) -> list[int]:
+                return [view.node(k).node_id for k in group.members]
+
+            group = view.group(key)
+            parts = [(view.group(c).title, ids(view.group(c))) for c in group.children]
+            self.show_group(group, ids(group), session.stepper, parts)
 
     def show_node(
         self,
@@ -385,10 +391,11 @@ class Inspector(QWidget):
         self.grad_panel.show_value(grad, "no gradient yet" if takes_grad else "takes no gradient")
         self._pages.setCurrentIndex(1)
 
-    def show_group(self, group: GroupView, node_ids: list[int], stepper) -> None:
-        """Show a collapsed layer: `node_ids` are its members' engine ids in forward order."""
-        rows = dict(explain.layer_rows(stepper, node_ids, group.path, group.kind))
-        self._labels["group"].setText(group.title)
+    def show_group(self, group: GroupView, node_ids: list[int], stepper, parts=()) -> None:
+        """Show a collapsed layer: `node_ids` are its members' engine ids in forward order; a
+        block's `parts` are its layers, (title, engine ids) each, named once in its backward."""
+        rows = dict(explain.layer_rows(stepper, node_ids, group.path, group.kind, parts))
+        self._labels["group"].setText(group.long_title)
         for field in GROUP_FIELDS:
             self._labels[field.lower()].setText(rows.get(field, "none: the layer has no op"))
         self._pages.setCurrentIndex(2)

@@ -51,8 +51,10 @@ FRAME_FILL = QColor(236, 239, 241, 110)
 FRAME_BORDER = QColor("#90a4ae")
 FRAME_TEXT = QColor("#546e7a")
 EDGE_COLOR = QColor("#8d8d8d")
+SKIP_COLOR = QColor("#1e88e5")  # an edge that skips layers (a residual's identity)
 GRADIENT_LOW = QColor("#b4b4b4")
 GRADIENT_HIGH = QColor("#d84315")
+SKIP_GRADIENT_LOW = QColor("#b3d4f5")  # a skip edge's gradient: light to SKIP_COLOR
 
 BORDER_WIDTH = 1.0
 CURRENT_WIDTH = 3.5
@@ -61,10 +63,13 @@ PADDING = 6.0
 CORNER = 6.0
 TEXT_MIN_LOD = 0.35  # below this zoom, boxes are drawn without text
 EDGE_WIDTH = 1.0  # cosmetic: screen pixels
+SKIP_WIDTH = 2.0
 EDGE_MAX_WIDTH = 6.0
 ARROW_LENGTH = 8.0
 LABEL_LOD_BIG_GRAPH = 0.8  # edge labels of big graphs appear from this zoom on
 Z_FRAME, Z_EDGE, Z_BOX = -2.0, -1.0, 0.0
+FRAME_DEPTH_STEP = 0.05  # a block's frame lies behind the frames of the layers inside it
+MAX_FRAME_DEPTH = 19  # ... up to this depth, still behind the edges
 
 
 @cache
@@ -297,6 +302,7 @@ class GroupItem(BoxItem):
         *,
         collapsed: bool,
         gradient_free: int = 0,
+        depth: int = 0,
     ):
         super().__init__(view.key, box)
         self.view = view
@@ -304,8 +310,9 @@ class GroupItem(BoxItem):
         self._gradient_free = gradient_free  # members that never get a gradient (inputs, constants)
         self._counts = {state: 0 for state in STATES}
         self._counts["pending"] = len(view.members)
-        if not collapsed:
-            self.setZValue(Z_FRAME)
+        self.setToolTip(f"{view.long_title}\n{view.detail}")
+        if not collapsed:  # a frame: behind the edges, in front of the frame of its block
+            self.setZValue(Z_FRAME + FRAME_DEPTH_STEP * min(depth, MAX_FRAME_DEPTH))
             self.setFlag(QGraphicsItem.GraphicsItemFlag.ItemIsSelectable, False)
             self.setAcceptedMouseButtons(Qt.MouseButton.NoButton)
 
@@ -334,8 +341,7 @@ class GroupItem(BoxItem):
         return STATE_FILL.get(state, GROUP_PENDING_FILL)
 
     def text_lines(self) -> list[tuple[str, str]]:
-        count = len(self.view.members)
-        return [(self.view.title, "title"), (f"{count} op{'s' if count != 1 else ''}", "detail")]
+        return [(self.view.title, "title"), (self.view.detail, "detail")]
 
     def paint(self, painter, option, widget=None) -> None:
         if self.collapsed:
@@ -349,8 +355,10 @@ class GroupItem(BoxItem):
         if self._lines is None:
             fonts = _fonts()
             width = self._rect.width() - 2 * PADDING
-            title = _static_text(self.view.title, fonts.label_metrics, width)
-            self._lines = [(title, fonts.label, fonts.label_metrics.height())]
+            kind = "title" if self.view.children else "label"  # a block's frame: bigger
+            metrics = getattr(fonts, f"{kind}_metrics")
+            title = _static_text(self.view.title, metrics, width)
+            self._lines = [(title, getattr(fonts, kind), metrics.height())]
         static, font, _ = self._lines[0]
         painter.setFont(font)
         painter.setPen(FRAME_TEXT)
@@ -371,7 +379,8 @@ class GroupItem(BoxItem):
 class EdgeItem(QGraphicsItem):
     """An edge along its layout polyline with an arrowhead at the target and the shape that
     flows along it written at its middle; during backward its width and colour show the
-    gradient's magnitude."""
+    gradient's magnitude. An edge that skips layers (a residual's identity) is drawn in blue,
+    its gradient too."""
 
     def __init__(
         self,
@@ -380,12 +389,14 @@ class EdgeItem(QGraphicsItem):
         label: str,
         *,
         label_min_lod: float = 0.0,
+        skip: bool = False,
     ):
         super().__init__()
         if len(points) < 2:
             raise ValueError(f"edge {key} needs at least two points, got {len(points)}")
         self.key = key
         self.label = label
+        self.skip = skip  # drawn in its own colour: it carries a value past layers
         self.label_min_lod = label_min_lod
         self._gradient: float | None = None
         self._points = [QPointF(x, y) for x, y in points]
@@ -438,14 +449,14 @@ class EdgeItem(QGraphicsItem):
 
     def pen_width(self) -> float:
         if self._gradient is None:
-            return EDGE_WIDTH
+            return SKIP_WIDTH if self.skip else EDGE_WIDTH
         return 1.0 + (EDGE_MAX_WIDTH - 1.0) * self._gradient
 
     def pen_color(self) -> QColor:
         if self._gradient is None:
-            return EDGE_COLOR
+            return SKIP_COLOR if self.skip else EDGE_COLOR
         m = self._gradient
-        low, high = GRADIENT_LOW, GRADIENT_HIGH
+        low, high = (SKIP_GRADIENT_LOW, SKIP_COLOR) if self.skip else (GRADIENT_LOW, GRADIENT_HIGH)
         return QColor(
             round(low.red() + (high.red() - low.red()) * m),
             round(low.green() + (high.green() - low.green()) * m),

@@ -50,10 +50,12 @@ class LayoutEdge:
 
 @dataclass(frozen=True)
 class LayoutGroup:
-    """An expanded layer group: a frame around its members."""
+    """An expanded layer group: a frame around its members, inside its parent's frame (the
+    block around it) when it has one."""
 
     key: str
     label: str
+    parent: str | None = None
 
 
 @dataclass(frozen=True)
@@ -72,7 +74,7 @@ class LayoutInput:
                 self.rankdir,
                 [(n.key, round(n.width, 1), round(n.height, 1), n.group) for n in self.nodes],
                 [(e.source, e.target, e.position) for e in self.edges],
-                [(g.key, g.label) for g in self.groups],
+                [(g.key, g.label, g.parent) for g in self.groups],
             ],
             separators=(",", ":"),
         )
@@ -121,31 +123,40 @@ def box_size(lines: list[str], value_lines: int = 1) -> tuple[float, float]:
 
 
 def visible_input(graph: GraphView, collapsed: frozenset[str], rankdir: str = "LR") -> LayoutInput:
-    """What is on screen: each collapsed group as one box, the edges into and out of it
-    rerouted to that box, edges inside it dropped, and expanded groups as frames."""
-    folded = {group.key: group for group in graph.groups if group.key in collapsed}
+    """What is on screen: each collapsed group as one box (the outermost one, when blocks
+    nest), the edges into and out of it rerouted to that box, edges inside it dropped, and
+    expanded groups as frames inside the frames of their blocks."""
+    collapsed = frozenset(collapsed)
+    shown = {group.key: graph.shown_as(group.key, collapsed) for group in graph.groups}
 
-    def shown(key: str) -> str:
+    def box_of(key: str) -> str:
         group = graph.group_of(key)
-        return group if group in folded else key
+        return key if group is None or shown[group] not in collapsed else shown[group]
 
     nodes: list[LayoutNode] = []
+    drawn: set[str] = set()
     for node in graph.nodes:
-        group = graph.group_of(node.key)
-        if group not in folded:
+        box = box_of(node.key)
+        if box == node.key:
             width, height = box_size([node.title, node.shape_text], 2 if node.requires_grad else 1)
-            nodes.append(LayoutNode(node.key, width, height, group))
-        elif folded[group].members[0] == node.key:
-            width, height = box_size([folded[group].title, f"{len(folded[group].members)} ops"])
-            nodes.append(LayoutNode(group, width, height))
+            nodes.append(LayoutNode(node.key, width, height, graph.group_of(node.key)))
+        elif box not in drawn:
+            drawn.add(box)
+            group = graph.group(box)
+            width, height = box_size([group.title, group.detail])
+            nodes.append(LayoutNode(box, width, height, group.parent))
     edges: dict[EdgeKey, LayoutEdge] = {}
     for node in graph.nodes:
-        target = shown(node.key)
+        target = box_of(node.key)
         for position, source_key in enumerate(node.inputs):
-            source = shown(source_key)
+            source = box_of(source_key)
             if source != target:
                 edges.setdefault((source, target, position), LayoutEdge(source, target, position))
-    groups = tuple(LayoutGroup(g.key, g.title) for g in graph.groups if g.key not in folded)
+    groups = tuple(
+        LayoutGroup(g.key, g.title, g.parent)
+        for g in graph.groups
+        if shown[g.key] == g.key and g.key not in collapsed
+    )
     return LayoutInput(tuple(nodes), tuple(edges.values()), groups, rankdir)
 
 
@@ -192,7 +203,7 @@ def compute_layout(
 
 
 # --- caching ----------------------------------------------------------------------------------
-CACHE_FORMAT = 1  # bump when layouts change, so old files are not read
+CACHE_FORMAT = 2  # bump when layouts change, so old files are not read
 MEMORY_CACHE_SIZE = 32
 _memory: OrderedDict[str, Layout] = OrderedDict()
 _memory_lock = threading.Lock()  # the window may lay out off the UI thread

@@ -39,26 +39,48 @@ def graphviz_version(dot: str) -> str:
 
 
 def dot_text(graph: LayoutInput) -> str:
-    """The DOT description of `graph`: fixed-size boxes, clusters for groups, edges by index."""
+    """The DOT description of `graph`: fixed-size boxes, clusters for groups (nested as the
+    groups are), edges by index."""
     lines = [
         "digraph topograd {",
         f"  graph [rankdir={graph.rankdir}, nodesep=0.25, ranksep=0.6];",
         '  node [shape=box, fixedsize=true, label=""];',
     ]
-    members: dict[str, list[str]] = {group.key: [] for group in graph.groups}
-    loose = []
+    members: dict[str | None, list[str]] = {group.key: [] for group in graph.groups}
+    members[None] = []
     for node in graph.nodes:
         width = node.width / POINTS_PER_INCH
         height = node.height / POINTS_PER_INCH
         line = f"{_quote(node.key)} [width={width:.4f}, height={height:.4f}];"
-        members.get(node.group, loose).append(line)
+        members[node.group if node.group in members else None].append(line)
+    inside: dict[str | None, list[int]] = {}
     for number, group in enumerate(graph.groups):
-        if members[group.key]:
-            lines.append(f'  subgraph "cluster_{number}" {{')
-            lines.append(f"    graph [label={_quote(group.label)}, fontsize=11, margin=12];")
-            lines += [f"    {line}" for line in members[group.key]]
-            lines.append("  }")
-    lines += [f"  {line}" for line in loose]
+        parent = group.parent if group.parent in members and group.parent != group.key else None
+        inside.setdefault(parent, []).append(number)
+    filled: dict[int, bool] = {}
+
+    def holds_nodes(number: int) -> bool:
+        """Whether a group has a box in it or in a group inside it (dot drops empty ones)."""
+        if number not in filled:
+            filled[number] = False
+            key = graph.groups[number].key
+            filled[number] = bool(members[key]) or any(map(holds_nodes, inside.get(key, ())))
+        return filled[number]
+
+    def cluster(number: int, indent: str) -> None:
+        group = graph.groups[number]
+        lines.append(f'{indent}subgraph "cluster_{number}" {{')
+        lines.append(f"{indent}  graph [label={_quote(group.label)}, fontsize=11, margin=12];")
+        lines.extend(f"{indent}  {line}" for line in members[group.key])
+        for inner in inside.get(group.key, ()):
+            if holds_nodes(inner):
+                cluster(inner, indent + "  ")
+        lines.append(f"{indent}}}")
+
+    for number in inside.get(None, ()):
+        if holds_nodes(number):
+            cluster(number, "  ")
+    lines += [f"  {line}" for line in members[None]]
     for number, edge in enumerate(graph.edges):
         lines.append(f'  {_quote(edge.source)} -> {_quote(edge.target)} [id="e{number}"];')
     lines.append("}")
@@ -110,7 +132,7 @@ def read_layout(graph: LayoutInput, data: dict) -> Layout:
         x, y = centres[node.key]
         nodes[node.key] = (x - node.width / 2, y - node.height / 2, node.width, node.height)
     groups = {}
-    for number, box in clusters.items():
+    for number, box in sorted(clusters.items()):  # outer frames first, as graph.groups
         x0, y0, x1, y1 = (float(v) for v in box.split(","))
         (qx0, qy1), (qx1, qy0) = point(x0, y0), point(x1, y1)
         groups[graph.groups[number].key] = (qx0, qy0, qx1 - qx0, qy1 - qy0)

@@ -5,7 +5,9 @@ then boxes such as weights slid next to their user), give each long edge a waypo
 layer it crosses, order each layer by the barycentre of its neighbours, and place boxes as
 near their neighbours as the spacing allows. A layer group is laid out the same way inside
 its frame and then placed as one box, so frames never overlap each other or other boxes;
-edges enter a frame at one port on its front side and leave it at one port on its back side.
+frames nest (a residual block's frame holds its layers' frames and its join, the inner ones
+laid out first); edges enter a frame at one port on its front side and leave it at one port
+on its back side, so a block's skip edge runs from its entry port around its layers.
 The work is done in (rank, cross) coordinates: rank runs across the layers (x for "LR",
 y for "TB") and cross along them.
 """
@@ -13,6 +15,7 @@ y for "TB") and cross along them.
 from __future__ import annotations
 
 import heapq
+from collections import deque
 from dataclasses import dataclass
 from itertools import pairwise
 
@@ -84,42 +87,18 @@ def layered_layout(graph: LayoutInput) -> Layout:
     rank_size = [node.width if across else node.height for node in graph.nodes]
     cross_size = [node.height if across else node.width for node in graph.nodes]
 
-    labels = {group.key: group.label for group in graph.groups}
-    items, members, item_of = _nest(graph, labels)
-    top_pairs = {(item_of[s], item_of[t]) for s, t, _ in edges if item_of[s] != item_of[t]}
-    top_sequence, top_dag, top_flipped = _orient(len(items), top_pairs)
-    inner, entering, leaving = _frame_edges(edges, items, item_of, top_flipped, members)
-    frames = {
-        group: _Frame(
-            labels[group],
-            inside,
-            inner[group],
-            entering[group],
-            leaving[group],
-            rank_size,
-            cross_size,
-            across,
-        )
-        for group, inside in members.items()
-    }
-    top_rank_size = [
-        frames[item].rank_size if item in frames else rank_size[item] for item in items
-    ]
-    top_cross_size = [
-        frames[item].cross_size if item in frames else cross_size[item] for item in items
-    ]
-    top = _lay_out_level(top_sequence, top_dag, top_flipped, top_rank_size, top_cross_size)
-
+    chains, frames = _nest(graph)
+    passages = _orient_frames(edges, chains, frames)
+    for frame in reversed(frames.values()):  # inner frames first: the outer ones need sizes
+        frame.lay_out(frames, rank_size, cross_size, across)
+    for frame in frames.values():  # outer frames first: the inner ones are placed in them
+        for item in frame.items:
+            if isinstance(item, str):
+                frames[item].place_in(frame)
     rank, cross = [0.0] * len(graph.nodes), [0.0] * len(graph.nodes)
-    for n, item in enumerate(items):
-        if item in frames:
-            frame = frames[item]
-            frame.move_to(top.rank[n] - top.rank_size[n] / 2, top.cross[n] - top.cross_size[n] / 2)
-            for i in members[item]:
-                rank[i], cross[i] = frame.position(i)
-        else:
-            rank[item], cross[item] = top.rank[n], top.cross[n]
-    drawing = _Drawing(items, item_of, top, frames, rank, cross, rank_size, cross_size)
+    for i, chain in enumerate(chains):
+        rank[i], cross[i] = frames[chain[0]].position(i)
+    drawing = _Drawing(frames, passages, rank, cross, rank_size, cross_size)
     slot = _slots(edges, cross_size)
     routes = {}
     for s, t, edge in edges:
@@ -128,73 +107,127 @@ def layered_layout(graph: LayoutInput) -> Layout:
     return _finish(graph, across, drawing, routes)
 
 
-def _nest(graph: LayoutInput, labels: dict) -> tuple[list, dict[str, list[int]], list[int]]:
-    """The top level's boxes (a group's key for each group with members, a node's index for
-    every other node), each group's members, and the top-level box of each node."""
-    items: list[str | int] = []
-    members: dict[str, list[int]] = {}
-    for i, node in enumerate(graph.nodes):
-        if node.group not in labels:
-            items.append(i)
-        elif node.group in members:
-            members[node.group].append(i)
-        else:
-            members[node.group] = [i]
-            items.append(node.group)
-    number = {item: n for n, item in enumerate(items)}
-    item_of = [
-        number[node.group] if node.group in labels else number[i]
-        for i, node in enumerate(graph.nodes)
-    ]
-    return items, members, item_of
+def _nest(graph: LayoutInput) -> tuple[list[tuple], dict]:
+    """Each node's frames, innermost first and ending with the top level (None); and every
+    frame that holds something, outer ones before the ones inside them, the top level first,
+    each with its boxes (a node's index, or an inner frame's key) in the order of their
+    first nodes. A group whose parent is not a group of the graph sits at the top level."""
+    labels = {group.key: group.label for group in graph.groups}
+    parents = {
+        group.key: group.parent if group.parent in labels else None for group in graph.groups
+    }
+    chain_of: dict[str | None, tuple] = {None: (None,)}
+    for group in labels:
+        found = [group]
+        while parents[found[-1]] is not None and parents[found[-1]] not in found:
+            found.append(parents[found[-1]])
+        chain_of[group] = (*found, None)
+    chains = [chain_of[node.group if node.group in labels else None] for node in graph.nodes]
+    items: dict[str | None, list] = {None: []}
+    for i, chain in enumerate(chains):
+        items.setdefault(chain[0], []).append(i)
+        for inner, outer in pairwise(chain):
+            if outer in items and inner in items[outer]:
+                break
+            items.setdefault(outer, []).append(inner)
+    frames: dict[str | None, _Frame] = {}
+    waiting = deque([None])
+    while waiting:
+        key = waiting.popleft()
+        frames[key] = _Frame(key, labels.get(key, ""), items[key])
+        waiting += [item for item in items[key] if isinstance(item, str)]
+    return chains, frames
 
 
-def _frame_edges(edges, items, item_of, top_flipped, members):
-    """For each group: the edges between its members, and the members that edges from
-    outside enter or edges to outside leave through the frame's ports (edges the top level
-    drew against the flow go straight instead)."""
-    inner: dict[str, set[Pair]] = {group: set() for group in members}
-    entering: dict[str, set[int]] = {group: set() for group in members}
-    leaving: dict[str, set[int]] = {group: set() for group in members}
+@dataclass(frozen=True)
+class _Passage:
+    """How an edge runs between frames: out of the frames around its source (innermost
+    first) by their exit ports, across the frame that holds both ends, and into the frames
+    around its target (outermost first) by their entry ports."""
+
+    out_of: tuple
+    across: str | None
+    into: tuple
+    straight: bool  # drawn against the flow between frames: one straight line, no ports
+
+
+def _orient_frames(edges, chains, frames) -> dict[Pair, _Passage]:
+    """Each frame's edges between its boxes and its ports, turned to follow one order, and
+    the passage of each edge. Frames are oriented outer ones first, since an edge that the
+    frame holding both its ends draws against the flow uses no ports of the frames inside."""
+    crossing: dict[str | None, list] = {}
+    seen: set[Pair] = set()
     for s, t, _ in edges:
-        source, target = items[item_of[s]], items[item_of[t]]
-        if source == target:
-            if s != t and isinstance(source, str):
-                inner[source].add((s, t))
-        elif (item_of[s], item_of[t]) not in top_flipped:
-            if isinstance(source, str):
-                leaving[source].add(s)
-            if isinstance(target, str):
-                entering[target].add(t)
-    return inner, entering, leaving
+        if s == t or (s, t) in seen:
+            continue
+        seen.add((s, t))
+        up, down = chains[s], chains[t]
+        common = set(down)
+        k = next(n for n, frame in enumerate(up) if frame in common)
+        m = down.index(up[k])
+        frame = frames[up[k]]
+        pair = (frame.local[up[k - 1] if k else s], frame.local[down[m - 1] if m else t])
+        frame.pairs.add(pair)
+        crossing.setdefault(up[k], []).append((s, t, pair, up[:k], down[:m]))
+    passages = {}
+    for key, frame in frames.items():
+        flipped = frame.orient()
+        for s, t, pair, out_of, into in crossing.get(key, ()):
+            straight = pair in flipped and bool(out_of or into)
+            if not straight:
+                for inner, outer in pairwise((s, *out_of)):
+                    frames[outer].leaving.add(frames[outer].local[inner])
+                for inner, outer in pairwise((t, *into)):
+                    frames[outer].entering.add(frames[outer].local[inner])
+            passages[s, t] = _Passage(out_of, key, into[::-1], straight)
+    return passages
 
 
 class _Frame:
-    """A layer group laid out on its own, with a port on its front side for the edges that
-    come in from the rest of the graph and one on its back side for the edges that go out."""
+    """A layer group, or the top level (key None), laid out on its own: its nodes and the
+    frames inside it as boxes, with a port on its front side for the edges that come in from
+    the rest of the graph and one on its back side for the edges that go out."""
 
-    def __init__(self, label, inside, inner, entering, leaving, rank_size, cross_size, across):
-        self.local = {node: n for n, node in enumerate(inside)}
-        pairs = {(self.local[s], self.local[t]) for s, t in inner}
-        sizes_rank = [rank_size[i] for i in inside]
-        sizes_cross = [cross_size[i] for i in inside]
+    def __init__(self, key: str | None, label: str, items: list):
+        self.key, self.label, self.items = key, label, items
+        self.local = {item: n for n, item in enumerate(items)}
+        self.pairs: set[Pair] = set()  # edges between its boxes, by local number
+        self.entering: set[int] = set()  # the boxes that edges from outside enter
+        self.leaving: set[int] = set()  # the boxes that edges to outside leave
         self.entry = self.exit = None
-        if entering:
-            self.entry = len(sizes_rank)
-            pairs.update((self.entry, self.local[t]) for t in entering)
-            sizes_rank.append(0.0)
-            sizes_cross.append(0.0)
-        if leaving:
-            self.exit = len(sizes_rank)
-            pairs.update((self.local[s], self.exit) for s in leaving)
-            sizes_rank.append(0.0)
-            sizes_cross.append(0.0)
-        sequence, dag, flipped = _orient(len(sizes_rank), pairs)
-        self.level = _lay_out_level(
-            sequence, dag, flipped, sizes_rank, sizes_cross, self.entry, self.exit
-        )
-        self._fit(label, across)
+        self.oriented = None
+        self.level: _Level | None = None
         self.shift = (0.0, 0.0)
+
+    def orient(self) -> set[Pair]:
+        """Give the ports their numbers and turn the edges to follow one order; the edges
+        that were turned."""
+        pairs, count = set(self.pairs), len(self.items)
+        if self.entering:
+            self.entry, count = count, count + 1
+            pairs.update((self.entry, n) for n in self.entering)
+        if self.leaving:
+            self.exit, count = count, count + 1
+            pairs.update((n, self.exit) for n in self.leaving)
+        self.oriented = _orient(count, pairs)
+        return self.oriented[2]
+
+    def lay_out(self, frames: dict, rank_size: list, cross_size: list, across: bool) -> None:
+        """Place the boxes (the frames inside already laid out) and fit the frame to them."""
+        sizes_rank, sizes_cross = [], []
+        for item in self.items:
+            if isinstance(item, str):
+                sizes_rank.append(frames[item].rank_size)
+                sizes_cross.append(frames[item].cross_size)
+            else:
+                sizes_rank.append(rank_size[item])
+                sizes_cross.append(cross_size[item])
+        ports = len(self.oriented[0]) - len(self.items)
+        sizes_rank += [0.0] * ports
+        sizes_cross += [0.0] * ports
+        self.level = _lay_out_level(*self.oriented, sizes_rank, sizes_cross, self.entry, self.exit)
+        if self.key is not None:
+            self._fit(self.label, across)
 
     def _fit(self, label: str, across: bool) -> None:
         """The frame: around the members, their waypoints and lanes, with room for the
@@ -230,8 +263,11 @@ class _Frame:
         self.rank_size = high_rank - low_rank
         self.cross_size = high_cross - low_cross
 
-    def move_to(self, rank: float, cross: float) -> None:
-        """Put the frame's corner (its lowest rank and cross) at `rank`, `cross`."""
+    def place_in(self, outer: _Frame) -> None:
+        """Move the frame to where the frame around it (already placed) put its box."""
+        n, level = outer.local[self.key], outer.level
+        rank = level.rank[n] - level.rank_size[n] / 2 + outer.shift[0]
+        cross = level.cross[n] - level.cross_size[n] / 2 + outer.shift[1]
         self.shift = (rank - self.low_rank, cross - self.low_cross)
 
     def box(self) -> tuple[float, float, float, float]:
@@ -243,27 +279,19 @@ class _Frame:
             self.cross_size,
         )
 
-    def position(self, node: int) -> tuple[float, float]:
-        local = self.local[node]
+    def position(self, item) -> tuple[float, float]:
+        """The centre of one of its boxes (a node's index or a frame's key)."""
+        local = self.local[item]
         return self.level.rank[local] + self.shift[0], self.level.cross[local] + self.shift[1]
 
     def entry_cross(self) -> float:
         return self.level.cross[self.entry] + self.shift[1]
 
+    def exit_cross(self) -> float:
+        return self.level.cross[self.exit] + self.shift[1]
+
     def route(self, source: int, target: int, start: float, end: float) -> list[tuple]:
-        """Between two members."""
-        return self._route(self.local[source], self.local[target], start, end)
-
-    def leave(self, source: int) -> list[tuple]:
-        """From a member to the exit port on the frame's back side."""
-        exit_cross = self.level.cross[self.exit] + self.shift[1]
-        return self._route(self.local[source], self.exit, self.position(source)[1], exit_cross)
-
-    def enter(self, target: int, end: float) -> list[tuple]:
-        """From the entry port on the frame's front side to a member."""
-        return self._route(self.entry, self.local[target], self.entry_cross(), end)
-
-    def _route(self, source: int, target: int, start: float, end: float) -> list[tuple]:
+        """Between two of its boxes or ports (local numbers), from cross `start` to `end`."""
         shift_rank, shift_cross = self.shift
         points = self.level.route(source, target, start - shift_cross, end - shift_cross)
         return [(r + shift_rank, c + shift_cross) for r, c in points]
@@ -271,20 +299,19 @@ class _Frame:
 
 @dataclass
 class _Drawing:
-    """The top level placed and the frames in it: where each node is, and each edge's path."""
+    """The frames placed, the top level first: where each node is, and each edge's path."""
 
-    items: list  # the top level's boxes: a group's key, or a node's index
-    item_of: list[int]  # node -> its top-level box
-    top: _Level
-    frames: dict[str, _Frame]
+    frames: dict  # frame key (None: the top level) -> _Frame
+    passages: dict[Pair, _Passage]
     rank: list[float]  # node centres
     cross: list[float]
     rank_size: list[float]
     cross_size: list[float]
 
     def route(self, s: int, t: int, end: float) -> list[tuple]:
-        """From node `s`'s back side to node `t`'s front side at cross `end`: out of `s`'s
-        frame by its exit port, across the top level, into `t`'s frame by its entry port."""
+        """From node `s`'s back side to node `t`'s front side at cross `end`: out of the
+        frames around `s` by their exit ports, across the frame that holds both, into the
+        frames around `t` by their entry ports."""
         rank, cross = self.rank, self.cross
         if s == t:
             back = rank[s] + self.rank_size[s] / 2
@@ -295,24 +322,25 @@ class _Drawing:
                 (back + SELF_LOOP, cross[s] + quarter),
                 (back, cross[s] + quarter),
             ]
-        source_item, target_item = self.item_of[s], self.item_of[t]
-        source_frame = self.frames.get(self.items[source_item])
-        target_frame = self.frames.get(self.items[target_item])
-        if source_item == target_item:
-            return source_frame.route(s, t, cross[s], end)
-        if (source_item, target_item) in self.top.flipped and (source_frame or target_frame):
+        passage = self.passages[s, t]
+        if passage.straight:
             return [
                 (rank[s] - self.rank_size[s] / 2, cross[s]),
                 (rank[t] + self.rank_size[t] / 2, end),
             ]
-        points, start = [], cross[s]
-        if source_frame:
-            points = source_frame.leave(s)
-            start = points[-1][1]
-        entry = target_frame.entry_cross() if target_frame else end
-        points += self.top.route(source_item, target_item, start, entry)
-        if target_frame:
-            points += target_frame.enter(t, end)
+        points, item, start = [], s, cross[s]
+        for key in passage.out_of:
+            frame = self.frames[key]
+            points += frame.route(frame.local[item], frame.exit, start, frame.exit_cross())
+            item, start = key, points[-1][1]
+        targets = (*passage.into, t)
+        for outer, inner in zip((passage.across, *passage.into), targets):
+            frame = self.frames[outer]
+            arrive = end if inner == t else self.frames[inner].entry_cross()
+            source = frame.local[item] if outer == passage.across else frame.entry
+            if outer != passage.across:
+                start = frame.entry_cross()
+            points += frame.route(source, frame.local[inner], start, arrive)
         return points
 
 
@@ -571,6 +599,8 @@ def _finish(graph: LayoutInput, across: bool, drawing: _Drawing, routes: dict) -
         boxes[node.key] = (x, y, node.width, node.height)
     frames = {}
     for key, frame in drawing.frames.items():
+        if key is None:
+            continue
         low_rank, low_cross, rank_size, cross_size = frame.box()
         frames[key] = (*flip(low_rank, low_cross), *flip(rank_size, cross_size))
     lines = {key: [flip(r, c) for r, c in points] for key, points in routes.items()}

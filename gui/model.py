@@ -14,6 +14,7 @@ from topograd.engine import Graph
 from topograd.engine.graph import shape_text
 
 GROUP_PREFIX = "g:"
+MERGE_KIND = "Merge"  # engine.nn.Merge: its inputs after the first are earlier layers' outputs
 
 
 @dataclass(frozen=True)
@@ -45,31 +46,52 @@ class NodeView:
 
 @dataclass(frozen=True)
 class GroupView:
-    """A layer: the nodes it is made of, shown as one box when collapsed."""
+    """A layer, or a block of layers (a residual or concatenating block): the nodes it is made
+    of, its own nodes and those of the layers nested in it, shown as one box when collapsed."""
 
     key: str
     path: str
     kind: str | None
-    members: tuple[str, ...]
+    members: tuple[str, ...]  # every node inside, in topological order
+    parent: str | None = None  # the key of the block around it
+    children: tuple[str, ...] = ()  # the keys of the layers directly inside it
+    name: str | None = None  # what its box calls it (see `title`); None: its path
 
     @property
     def title(self) -> str:
+        """'4 (Residual)', 'body.0 (Conv2d)': its name, and its kind in brackets."""
+        name = self.name or self.path
+        return name if not self.kind else f"{name} ({self.kind})"
+
+    @property
+    def long_title(self) -> str:
+        """'net.4 (Residual)': its whole path, and its kind in brackets."""
         return self.path if not self.kind else f"{self.path} ({self.kind})"
+
+    @property
+    def detail(self) -> str:
+        """Its collapsed box's second line: '12 ops', or '5 layers, 40 ops' for a block."""
+        count = len(self.members)
+        ops = f"{count} op{'s' if count != 1 else ''}"
+        if not self.children:
+            return ops
+        layers = len(self.children)
+        return f"{layers} layer{'s' if layers != 1 else ''}, {ops}"
 
 
 @dataclass(frozen=True)
 class GraphView:
-    """Every node of a graph in topological order, and its layers."""
+    """Every node of a graph in topological order, and its layers, blocks nesting theirs."""
 
     nodes: tuple[NodeView, ...]
-    groups: tuple[GroupView, ...]
+    groups: tuple[GroupView, ...]  # blocks before the layers inside them
     _by_key: dict = field(default_factory=dict, compare=False, repr=False)
     _group_of: dict = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self):
         self._by_key.update((node.key, node) for node in self.nodes)
         self._by_key.update((group.key, group) for group in self.groups)
-        for group in self.groups:
+        for group in self.groups:  # outer groups first: an inner one overwrites its members
             self._group_of.update((member, group.key) for member in group.members)
 
     def node(self, key: str) -> NodeView:
@@ -79,13 +101,42 @@ class GraphView:
         return self._by_key[key]
 
     def group_of(self, key: str) -> str | None:
-        """The key of the layer group a node belongs to, or None."""
+        """The key of the innermost layer group a node belongs to, or None."""
         return self._group_of.get(key)
+
+    def enclosing(self, key: str) -> list[str]:
+        """The keys of the groups around a node or a group, innermost first."""
+        found = []
+        group = self._by_key[key].parent if key.startswith(GROUP_PREFIX) else self.group_of(key)
+        while group is not None:
+            found.append(group)
+            group = self._by_key[group].parent
+        return found
+
+    def shown_as(self, key: str, collapsed) -> str:
+        """The box that shows a node or group when the groups in `collapsed` are drawn as one
+        box each: its outermost collapsed group, or itself."""
+        shown = key
+        for group in self.enclosing(key):
+            if group in collapsed:
+                shown = group
+        return shown
+
+    def is_skip(self, source: str, target: str, position: int) -> bool:
+        """Whether the edge source -> target (input `position`) skips layers: it carries a
+        block's input past the block's layers to its join (a residual's `x` in
+        `body(x) + x`, the input a concatenating block keeps), or an earlier layer's output
+        into a merge (`add(name)`, `concat(name)`; their first input is the current value)."""
+        group = self.group_of(target)
+        if group is None or group in self.enclosing(source):
+            return False
+        view = self.group(group)
+        return bool(view.children) or (view.kind == MERGE_KIND and position > 0)
 
     @classmethod
     def from_graph(cls, graph: Graph) -> GraphView:
         keys = {node.id: f"n{index}" for index, node in enumerate(graph.nodes)}
-        nodes, members, kinds = [], {}, {}
+        nodes, own, kinds = [], {}, {}
         for index, node in enumerate(graph.nodes):
             info = graph.info(node)
             role = "op" if node.op is not None else info.op
@@ -106,10 +157,67 @@ class GraphView:
             )
             nodes.append(view)
             if info.layer is not None:
-                members.setdefault(info.layer, []).append(view.key)
+                own.setdefault(info.layer, []).append(view)
                 kinds.setdefault(info.layer, info.layer_kind)
-        groups = tuple(
-            GroupView(GROUP_PREFIX + path, path, kinds[path], tuple(keys_))
-            for path, keys_ in members.items()
+        return cls(tuple(nodes), _nested_groups(own, kinds))
+
+
+def _nested_groups(own: dict[str, list[NodeView]], kinds: dict) -> tuple[GroupView, ...]:
+    """A group for each layer path that made nodes, inside the group of the nearest enclosing
+    path that made some too (a residual block's `add` holds `4`, around `4.body.0`, ...);
+    outer groups first, the layers in a block in the order of their outputs. A group's name
+    is its path after its parent's, or, at the top, after the network's name when every
+    top-level path starts with the same one."""
+
+    def parent_of(path: str) -> str | None:
+        parts = path.split(".")
+        for end in range(len(parts) - 1, 0, -1):
+            if ".".join(parts[:end]) in own:
+                return ".".join(parts[:end])
+        return None
+
+    parents = {path: parent_of(path) for path in own}
+    children: dict[str | None, list[str]] = {}
+    for path in own:
+        children.setdefault(parents[path], []).append(path)
+    members: dict[str, list[NodeView]] = {}
+
+    def gather(path: str) -> list[NodeView]:
+        if path not in members:
+            found = list(own[path])
+            for child in children.get(path, ()):
+                found += gather(child)
+            members[path] = sorted(found, key=lambda node: node.index)
+        return members[path]
+
+    top = children.get(None, [])
+    roots = {path.split(".")[0] for path in top}
+    strip = len(roots) == 1 and all("." in path for path in top)
+
+    def name_of(path: str) -> str:
+        parent = parents[path]
+        if parent is not None:
+            return path.removeprefix(parent + ".")
+        return path.split(".", 1)[1] if strip else path
+
+    groups: list[GroupView] = []
+
+    def add(path: str) -> None:
+        inner = sorted(children.get(path, ()), key=lambda child: gather(child)[-1].index)
+        groups.append(
+            GroupView(
+                GROUP_PREFIX + path,
+                path,
+                kinds[path],
+                tuple(node.key for node in gather(path)),
+                None if parents[path] is None else GROUP_PREFIX + parents[path],
+                tuple(GROUP_PREFIX + child for child in inner),
+                name_of(path),
+            )
         )
-        return cls(tuple(nodes), groups)
+        for child in inner:
+            add(child)
+
+    for path in top:
+        add(path)
+    return tuple(groups)

@@ -88,8 +88,9 @@ class GraphScene(QGraphicsScene):
         self._map_edges(graph, layout)
         label_lod = LABEL_LOD_BIG_GRAPH if len(layout.edges) > BIG_GRAPH_EDGES else 0.0
         for key, points in layout.edges.items():
+            skip = any(graph.is_skip(*edge) for edge in self._draws[key])
             item = self._edges[key] = EdgeItem(
-                key, points, self._edge_label(graph, key), label_min_lod=label_lod
+                key, points, self._edge_label(graph, key), label_min_lod=label_lod, skip=skip
             )
             self.addItem(item)
         self._search = [(node.key, _search_text(node)) for node in graph.nodes]
@@ -103,7 +104,9 @@ class GraphScene(QGraphicsScene):
     def _group_item(self, graph: GraphView, key: str, box, *, collapsed: bool) -> GroupItem:
         view = graph.group(key)
         free = sum(graph.node(member).role in GRADIENT_FREE_ROLES for member in view.members)
-        item = self._groups[key] = GroupItem(view, box, collapsed=collapsed, gradient_free=free)
+        item = self._groups[key] = GroupItem(
+            view, box, collapsed=collapsed, gradient_free=free, depth=len(graph.enclosing(key))
+        )
         return item
 
     def _visible(self, key: str) -> str | None:
@@ -199,8 +202,7 @@ class GraphScene(QGraphicsScene):
         item = self._nodes.get(key)
         if item is not None:
             item.set_state(state)
-        group = self.graph.group_of(key)
-        if group is not None:
+        for group in self.graph.enclosing(key):
             tally = self._tally[group]
             tally[old] -= 1
             tally[state] += 1
@@ -379,11 +381,10 @@ class GraphScene(QGraphicsScene):
         menu.addAction("Toggle breakpoint").triggered.connect(
             lambda: self.breakpointToggled.emit(key)
         )
-        group = self.graph.group_of(key)
-        if group is not None:
+        for group in self.graph.enclosing(key):
             path = self.graph.group(group).path
             menu.addAction(f"Collapse layer {path}").triggered.connect(
-                lambda: self.groupToggled.emit(group)
+                lambda _=False, group=group: self.groupToggled.emit(group)
             )
         return menu
 

@@ -164,9 +164,8 @@ def _node_key(view: GraphView, node_id: int | None) -> str | None:
 
 
 def _shown_key(view: GraphView, folded: frozenset[str], key: str | None) -> str | None:
-    """The box a node is drawn in: its own, or its collapsed layer's."""
-    group = None if key is None else view.group_of(key)
-    return group if group in folded else key
+    """The box a node is drawn in: its own, or its outermost collapsed layer's."""
+    return None if key is None else view.shown_as(key, folded)
 
 
 def _states(view: GraphView, states: dict[int, str] | None) -> dict[str, str] | None:
@@ -183,7 +182,7 @@ def _cards(graph, view, folded, states, values, grads) -> dict[str, _Card]:
     """A card for every box drawn: one per node outside the collapsed layers, one per
     collapsed layer. All node boxes have the same rows: `data` and `grad` each when some box
     shows one or when the caller gave them, so that a stepper's frames keep their layout."""
-    shown = [node for node in view.nodes if view.group_of(node.key) not in folded]
+    shown = [node for node in view.nodes if view.shown_as(node.key, folded) == node.key]
     numbers = {node.key: _numbers(graph, node.node_id, values or {}, grads or {}) for node in shown}
     rows = [
         kind
@@ -192,7 +191,7 @@ def _cards(graph, view, folded, states, values, grads) -> dict[str, _Card]:
     ]
     cards = {node.key: _node_card(node, numbers[node.key], rows, states) for node in shown}
     for group in view.groups:
-        if group.key in folded:
+        if group.key in folded and view.shown_as(group.key, folded) == group.key:
             cards[group.key] = _layer_card(view, group, states)
     return cards
 
@@ -233,12 +232,10 @@ def _node_card(node: NodeView, numbers: tuple, rows: list[str], states) -> _Card
 
 
 def _layer_card(view: GraphView, group: GroupView, states) -> _Card:
-    count = len(group.members)
-    ops = f"{count} op{'s' if count != 1 else ''}"
-    detail = f"{group.kind} · {ops}" if group.kind else ops
-    lines = (_Line(group.path, "title"), _Line(detail, "detail"))
+    detail = f"{group.kind} · {group.detail}" if group.kind else group.detail
+    lines = (_Line(group.name or group.path, "title"), _Line(detail, "detail"))
     members = ", ".join(view.node(key).title for key in group.members)
-    tooltip = f"{group.title}: {ops}\n{members}"
+    tooltip = f"{group.long_title}: {group.detail}\n{members}"
     state = None if states is None else _layer_state(view, group, states)
     return _Card(f"layer-{group.path}", "layer", state, lines, tooltip)
 
@@ -289,7 +286,8 @@ def _frame(group: GroupView, box) -> str:
     """An expanded layer: a rounded frame with its title in the top-left corner."""
     x, y, width, height = box
     return (
-        f'<g class="layer-frame" id="frame-{_attr(group.path)}"><title>{_text(group.title)}</title>'
+        f'<g class="layer-frame" id="frame-{_attr(group.path)}">'
+        f"<title>{_text(group.long_title)}</title>"
         f'<rect x="{x:.1f}" y="{y:.1f}" width="{width:.1f}" height="{height:.1f}" rx="9" '
         f'fill="{LAYER_FILL}" fill-opacity="0.45" stroke="{FRAME_BORDER}"/>'
         f'<text x="{x + 6:.1f}" y="{y + 13:.1f}" font-family="{LABEL_FONT}" fill="{FRAME_TEXT}">'

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import QPointF, Qt, QTimer
 from PySide6.QtWidgets import (
     QDockWidget,
     QFileDialog,
@@ -42,6 +42,8 @@ from topograd.gui.view import GraphCanvas, SearchBar
 COLLAPSE_ABOVE = 400
 # Below this zoom box text is too small to read: the view starts on the first op instead.
 READABLE_ZOOM = 0.45
+START_ZOOM = 0.8  # ... else it opens at this zoom, at the start of the forward pass
+START_MARGIN = 20.0  # scene points left of the graph's first box
 
 
 class MainWindow(QMainWindow):
@@ -306,20 +308,23 @@ class MainWindow(QMainWindow):
         self.relayout()
         self.controller.set_session(session)
         if first:
-            self._show_start()
+            self.show_start()
         self.statusBar().showMessage(session.subject.title, 5000)
 
-    def _show_start(self) -> None:
+    def show_start(self) -> None:
         """The whole graph when it is legible fitted to the view; else the start of the
-        forward pass at a readable zoom."""
+        forward pass at a readable zoom, the graph's first boxes at the view's left side."""
         self.canvas.fit_to_view()
         if self.canvas.zoom_level() >= READABLE_ZOOM or self.session is None:
             return
-        self.canvas.set_zoom(0.8)
+        self.canvas.set_zoom(START_ZOOM)
         first_op = next((n.key for n in self.session.view.nodes if n.role == "op"), None)
         item = None if first_op is None else self.scene.item_showing(first_op)
         if item is not None:
-            self.canvas.centerOn(item)
+            centre = item.sceneBoundingRect().center()
+            half_width = self.canvas.viewport().width() / START_ZOOM / 2
+            left = self.scene.itemsBoundingRect().left() - START_MARGIN
+            self.canvas.centerOn(QPointF(max(centre.x(), left + half_width), centre.y()))
 
     def relayout(self, restyle: bool = True) -> None:
         """Lay the session's graph out with the current collapsed groups and draw it. The
@@ -491,7 +496,7 @@ class MainWindow(QMainWindow):
         super().showEvent(event)
         if not self._shown_once:
             self._shown_once = True
-            QTimer.singleShot(0, self._show_start)
+            QTimer.singleShot(0, self.show_start)
 
     def closeEvent(self, event) -> None:
         self.training.shutdown()  # stops a run and waits for its thread

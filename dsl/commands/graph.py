@@ -1,5 +1,6 @@
 """`topograd graph FILE -o OUT`: draw the computation graph (DOT text, or SVG/PNG through
-graphviz's `dot`), layers drawn as clusters, or as single boxes with `--collapse`."""
+graphviz's `dot`), layers drawn as clusters, or as single boxes with `--collapse`; blocks
+(residual, concat) are clusters around their layers, their skip edges drawn in blue."""
 
 from __future__ import annotations
 
@@ -8,14 +9,22 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 from topograd.dsl.commands.common import FAILED, OK, fail
 from topograd.dsl.inspect import open_subject
 from topograd.dsl.training import replace_atomically
 from topograd.engine import Graph
 from topograd.engine.graph import shape_text
+from topograd.engine.nn import Merge
 
 FORMATS = {".dot": None, ".svg": "svg", ".png": "png"}  # suffix -> dot's -T format
 LARGE = 1000  # boxes beyond which dot's layout takes long enough to warn about
+NODE_FILLS = {"parameter": "#dbe8ff", "input": "#e6f5e6", "constant": "#eeeeee"}
+OP_FILL = "#fff6dd"
+LAYER_FILL = "#e8e0ff"
+LAYER_STYLE = 'style=rounded; color="#8888aa";'
+BLOCK_STYLE = 'style="rounded,filled"; color="#5c6bc0"; fillcolor="#f4f5fb"; penwidth=1.5;'
+SKIP_EDGE = 'color="#1e88e5", penwidth=2'  # an edge that skips layers (a residual's x)
 
 
 def add_parser(subparsers) -> None:
@@ -55,10 +64,7 @@ def run(args) -> int:
     if looked_at is None:
         return code
     graph = looked_at.graph()
-    if args.collapse:
-        text, boxes = collapsed_dot(graph, rest=next(iter(looked_at.outputs)))
-    else:
-        text, boxes = graph.to_dot(), len(graph)
+    text, boxes = layer_dot(graph, args.collapse, rest=next(iter(looked_at.outputs)))
     if program is not None and boxes > LARGE:
         print(
             f"note: {boxes} boxes to lay out; dot may take minutes "
@@ -97,80 +103,136 @@ def _render(program: str, format_: str, text: str, path: str) -> None:
         raise RuntimeError(f"graphviz's dot failed: {done.stderr.strip()}")
 
 
-def _groups(graph: Graph, rest: str) -> dict[int, str | None]:
-    """The box each node is drawn in when collapsed: its top-level layer (`net.fc1` for a
-    node made in `net.fc1.n0`). A parameter that something outside its layer also uses (an
-    L2 penalty) still sits in the first layer that uses it. When there are layers, what is
-    computed outside them (the loss) is one box named `rest`; data inputs stay apart (None).
-    """
-    groups = {}
+def _layers(graph: Graph, rest: str | None) -> dict[int, str | None]:
+    """The layer each node is drawn in: the innermost one that made it (`net.4.body.0` for a
+    convolution in a residual block's body). A parameter that something outside its layer
+    also uses (an L2 penalty) still sits in the first layer that uses it. With `rest`, when
+    there are layers, what is computed outside them (the loss) is one more layer of that
+    name; data inputs stay apart (None)."""
+    layers = {}
     for node in graph.nodes:
         layer = graph.layer_of(node)
-        path = None if layer is None else getattr(layer, "path", str(layer))
-        groups[node.id] = None if path is None else ".".join(path.split(".")[:2])
+        layers[node.id] = None if layer is None else getattr(layer, "path", str(layer))
     for node in graph.nodes:
         for parent in node.inputs:
-            if parent.op is None and parent.requires_grad and groups[parent.id] is None:
-                groups[parent.id] = groups[node.id]
-    if any(group is not None for group in groups.values()):
+            if parent.op is None and parent.requires_grad and layers[parent.id] is None:
+                layers[parent.id] = layers[node.id]
+    if rest is not None and any(layer is not None for layer in layers.values()):
         for node in graph.nodes:
-            if groups[node.id] is None and (node.op is not None or node.constant):
-                groups[node.id] = rest
-    return groups
+            if layers[node.id] is None and (node.op is not None or node.constant):
+                layers[node.id] = rest
+    return layers
 
 
-def collapsed_dot(graph: Graph, rest: str = "loss") -> tuple[str, int]:
-    """DOT text with one box per layer (and one, `rest`, for what follows them); the number
-    of boxes drawn. An edge between boxes is labelled with the shape that crosses it."""
-    box_of: dict[int, str] = {}  # node id -> the DOT node it is drawn in
-    keys: dict[str, str] = {}  # layer -> its box's DOT node
-    members: dict[str, list] = {}
-    order: list[str] = []
-    groups = _groups(graph, rest)
+def _parents(paths) -> dict[str, str | None]:
+    """Each layer's block: the nearest layer whose path starts its own (`net.4` holds
+    `net.4.body.0`), or None."""
+    known = set(paths)
+    parents = {}
+    for path in paths:
+        parts = path.split(".")
+        enclosing = (".".join(parts[:end]) for end in range(len(parts) - 1, 0, -1))
+        parents[path] = next((p for p in enclosing if p in known), None)
+    return parents
+
+
+def _node_box(graph: Graph, node) -> tuple[str, str]:
+    """A node's label (name: op, shape, and a one-number value) and fill colour."""
+    info = graph.info(node)
+    title = info.op if info.name is None else f"{info.name}: {info.op}"
+    label = f"{title}\\n{shape_text(node.shape)}"
+    if node.size == 1:
+        label += f"\\n{float(np.asarray(node.data).reshape(())):.4g}"
+    return label, NODE_FILLS.get(info.op, OP_FILL)
+
+
+def layer_dot(graph: Graph, collapse: bool = False, rest: str = "loss") -> tuple[str, int]:
+    """DOT text of `graph` and the number of boxes drawn: a box per node, layers as clusters
+    nested as blocks nest them (a residual block's cluster holds its layers' clusters and its
+    join), and edges that skip layers (a residual's `x`, a merge's earlier output) in blue.
+    With `collapse`, a layer is one box (and `rest` one for what follows the layers) while a
+    block stays a cluster around its layers' boxes and its join; edges between boxes are
+    labelled with the shape that crosses them."""
+    layers = _layers(graph, rest if collapse else None)
+    paths = list(dict.fromkeys(path for path in layers.values() if path is not None))
+    parents = _parents(paths)
+    blocks = {parent for parent in parents.values() if parent is not None}
+    kinds: dict[str, set] = {path: set() for path in paths}
     for node in graph.nodes:
-        group = groups[node.id]
-        if group is None:
-            key = f"n{node.id}"
-            order.append(key)
+        info = graph.info(node)
+        if info.layer in kinds and info.layer_kind is not None:
+            kinds[info.layer].add(info.layer_kind)
+    titles = {
+        path: f"{path} ({', '.join(sorted(kinds[path]))})" if kinds[path] else path
+        for path in paths
+    }
+    number = {path: n for n, path in enumerate(paths)}
+    box_of: dict[int, str] = {}  # node id -> its box's DOT name
+    boxes: dict[str, tuple[str, str]] = {}  # DOT name -> label, fill
+    home: dict[str, str | None] = {}  # DOT name -> the layer it is drawn in, in drawing order
+    folded: dict[str, list] = {}  # a layer drawn as one box -> its nodes
+    for node in graph.nodes:
+        path = layers[node.id]
+        if collapse and path is not None and path not in blocks:
+            key = f"layer{number[path]}"
+            folded.setdefault(path, []).append(node)
+            home[key] = parents[path]
         else:
-            if group not in keys:
-                keys[group] = f"layer{len(keys)}"
-                order.append(keys[group])
-            key = keys[group]
-            members.setdefault(group, []).append(node)
+            key = f"n{node.id}"
+            boxes[key] = _node_box(graph, node)
+            home[key] = path
         box_of[node.id] = key
-    labels = {}
-    for group, nodes in members.items():
-        infos = [graph.info(n) for n in nodes]
-        own = {i.layer_kind for i in infos if i.layer == group} - {None}
-        kinds = own or {i.layer_kind for i in infos} - {None}  # else its sublayers' kinds
-        title = f"{group} ({', '.join(sorted(kinds))})" if kinds else group
+    for path, nodes in folded.items():
         count = f"{len(nodes)} node{'s' if len(nodes) != 1 else ''}"
-        labels[keys[group]] = (f"{title}\\n{count}", "#e8e0ff")
-    for node in graph.nodes:
-        if box_of[node.id] not in labels:
-            info = graph.info(node)
-            title = info.op if info.name is None else f"{info.name}: {info.op}"
-            labels[box_of[node.id]] = (f"{title}\\n{shape_text(node.shape)}", "#f4f4f4")
+        boxes[f"layer{number[path]}"] = (f"{titles[path]}\\n{count}", LAYER_FILL)
+    clusters = [path for path in paths if not collapse or path in blocks]
+    inside: dict[str | None, list[str]] = {}
+    for key, where in home.items():
+        inside.setdefault(where, []).append(key)
+    nested: dict[str | None, list[str]] = {}
+    for path in clusters:
+        nested.setdefault(parents[path], []).append(path)
     lines = [
         "digraph topograd {",
         "  rankdir=LR;",
         '  node [shape=box, style="rounded,filled", fontname="Helvetica"];',
         '  edge [fontname="Helvetica", fontsize=9];',
     ]
-    for key in order:
-        label, fill = labels[key]
-        lines.append(f"  {key} [label={_quote(label)}, fillcolor={_quote(fill)}];")
-    edges = {}
+
+    def draw(where: str | None, indent: str) -> None:
+        for key in inside.get(where, ()):
+            label, fill = boxes[key]
+            lines.append(f"{indent}{key} [label={_quote(label)}, fillcolor={_quote(fill)}];")
+        for path in nested.get(where, ()):
+            style = BLOCK_STYLE if path in blocks else LAYER_STYLE
+            lines.append(f"{indent}subgraph cluster_{number[path]} {{")
+            lines.append(f"{indent}  label={_quote(titles[path])}; {style}")
+            draw(path, indent + "  ")
+            lines.append(f"{indent}}}")
+
+    draw(None, "  ")
+    drawn = set()
     for node in graph.nodes:
-        for parent in node.inputs:
+        for position, parent in enumerate(node.inputs):
             start, end = box_of[parent.id], box_of[node.id]
-            if start != end:
-                edges.setdefault((start, end), shape_text(parent.shape))
-    for (start, end), shape in edges.items():
-        lines.append(f"  {start} -> {end} [label={_quote(shape)}];")
+            skip = _skips(layers, kinds, blocks, parent, node, position)
+            if start == end or (collapse and (start, end, skip) in drawn):
+                continue
+            drawn.add((start, end, skip))
+            style = f", {SKIP_EDGE}" if skip else ""
+            lines.append(f"  {start} -> {end} [label={_quote(shape_text(parent.shape))}{style}];")
     lines.append("}")
-    return "\n".join(lines) + "\n", len(order)
+    return "\n".join(lines) + "\n", len(boxes)
+
+
+def _skips(layers, kinds, blocks, parent, node, position: int) -> bool:
+    """Whether the edge parent -> node (input `position`) skips layers: it carries a block's
+    input past the block's layers to its join, or an earlier layer's output into a merge
+    (whose first input is the current value)."""
+    layer, source = layers[node.id], layers[parent.id]
+    if layer is None or (source is not None and (source + ".").startswith(layer + ".")):
+        return False
+    return layer in blocks or (Merge.__name__ in kinds.get(layer, ()) and position > 0)
 
 
 def _quote(text: str) -> str:

@@ -8,6 +8,7 @@ so the tree it means never depends on operator precedence.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 
@@ -15,7 +16,7 @@ from hypothesis import strategies as st
 from topograd.dsl import ast
 
 KEYWORDS = frozenset(
-    {"let", "graph", "network", "repeat", "input", "param", "output"}
+    {"let", "graph", "network", "repeat", "input", "param", "output", "shortcut"}
     | {"data", "train", "search", "lr_range_test"}
 )
 SECTIONS = ("data", "train", "search", "lr_range_test")
@@ -105,17 +106,38 @@ graph_items = st.builds(
 graphs = st.builds(
     lambda name, items: ast.Graph(name, tuple(items)), names, st.lists(graph_items, max_size=4)
 )
-layers = st.builds(ast.Layer, calls, st.none() | names)
+merges = st.builds(
+    lambda mode, sources: ast.Call(mode, tuple(ast.Call(name) for name in sources)),
+    st.sampled_from(("add", "concat")),
+    st.lists(names, min_size=1, max_size=2),
+)
+"""`add(a)`, `concat(a, b)`: calls whose arguments name earlier layers."""
+layers = st.builds(ast.Layer, calls | merges, st.none() | names)
+block_calls = st.sampled_from(("residual", "concat")).map(ast.Call) | st.builds(ast.Call, names)
+"""A block's header: residual or concat, or any name (which the parser takes too)."""
 
 
 def _repeat(bodies):
     return st.builds(lambda count, body: ast.Repeat(count, tuple(body)), expressions, bodies)
 
 
+def _block(bodies):
+    """`label = call { body } shortcut { ... }`, the label and the shortcut optional."""
+    return st.builds(
+        lambda call, body, label, shortcut: ast.Block(
+            call, tuple(body), label, None if shortcut is None else tuple(shortcut)
+        ),
+        block_calls,
+        bodies,
+        st.none() | names,
+        st.none() | bodies,
+    )
+
+
 layer_bodies = st.recursive(
     st.lists(layers, max_size=3),
-    lambda inner: st.lists(layers | _repeat(inner), max_size=3),
-    max_leaves=6,
+    lambda inner: st.lists(layers | _repeat(inner) | _block(inner), max_size=3),
+    max_leaves=8,
 )
 networks = st.builds(
     lambda name, options, body: ast.Network(name, tuple(options), tuple(body)),
@@ -154,6 +176,7 @@ def numbers_of(node) -> list:
 # --- the untidy printer ----------------------------------------------------------------------
 WORDLIKE = frozenset(_REST + ".")
 SPACES = (" ", "  ", "\t", "\n", "\n\n", "\r\n", " \n  ", "\x0c")
+BLOCK_SPACES = ("", " ", "  ", "\t", "\n", "\r\n", " \n  ")
 
 
 class Untidy:
@@ -213,13 +236,25 @@ class Untidy:
             if isinstance(item, ast.Repeat):
                 self.put("repeat")
                 self.expr(item.count)
-                self.put("{")
-                self.layers(item.body)
-                self.put("}")
+                self.braced(item.body)
                 continue
             if item.label is not None:
                 self.put(item.label, "=")
+            if isinstance(item, ast.Block):
+                # a block's name is followed by its `{` with only spaces between (no comment)
+                self.put(item.call.name + self.choose(BLOCK_SPACES) + "{")
+                self.braced(item.body, opened=True)
+                if item.shortcut is not None:
+                    self.put("shortcut")
+                    self.braced(item.shortcut)
+                continue
             self.call(item.call)
+
+    def braced(self, body, opened: bool = False) -> None:
+        if not opened:
+            self.put("{")
+        self.layers(body)
+        self.put("}")
 
     def expr(self, node) -> None:
         """Every operation in parentheses; any expression maybe in extra ones."""
@@ -332,3 +367,119 @@ def untidy_sources(draw, program: ast.Program, comments: bool = True):
             pieces.append(gap)
         pieces.append(token)
     return "".join(pieces), written
+
+
+# --- branching networks that mostly check -------------------------------------------------------
+def _layer_calls(text: str) -> tuple[ast.Call, ...]:
+    """The layer calls of a one-line network body, e.g. "linear(3) relu"."""
+    from topograd.dsl.parser import parse
+
+    return tuple(layer.call for layer in parse(f"network n {{ {text} }}").statements[0].body)
+
+
+FLAT_LAYERS = _layer_calls("linear(3) linear(5) linear relu tanh batchnorm layernorm")
+IMAGE_LAYERS = _layer_calls(
+    "conv2d(3, 3, padding=1) conv2d(kernel_size=3, padding=1) conv2d(2, 1) "
+    "conv2d(4, 3, stride=2, padding=1) conv2d(kernel_size=1, stride=2) batchnorm2d relu tanh"
+)
+LABELS = ("a", "b")
+SOURCES = (*LABELS, *LABELS, "a_0", "b_1", "nope")
+"""What merges name: mostly the labels, two repeat copies' names, and a name nothing has."""
+
+
+def _seldom(chance: float):
+    """True with about this chance."""
+    return st.sampled_from((False,) * round(1 / chance - 1) + (True,))
+
+
+def _branch_items(layer_calls):
+    labels = st.none() | st.sampled_from(LABELS)
+    layer = st.builds(ast.Layer, st.sampled_from(layer_calls), labels)
+    merge = st.builds(
+        lambda mode, sources, label: ast.Layer(
+            ast.Call(mode, tuple(ast.Call(name) for name in sources)), label
+        ),
+        st.sampled_from(("add", "concat")),
+        st.lists(st.sampled_from(SOURCES), min_size=1, max_size=2),
+        labels,
+    )
+
+    def extend(items):
+        body = st.lists(items, min_size=1, max_size=3)
+
+        def block(kind, body, label, shortcut, empty, odd):
+            if empty:  # an empty body or shortcut: a mistake
+                body, shortcut = (body, ()) if shortcut is not None and odd else ((), shortcut)
+            if kind != "residual" and not odd:  # a concat block's shortcut: a mistake
+                shortcut = None
+            return ast.Block(
+                ast.Call(kind), tuple(body), label, None if shortcut is None else tuple(shortcut)
+            )
+
+        blocks = st.builds(
+            block,
+            st.sampled_from(("residual", "residual", "concat")),
+            body,
+            labels,
+            st.none() | body,
+            _seldom(0.05),
+            _seldom(0.1),
+        )
+        repeat = st.builds(
+            lambda count, body: ast.Repeat(ast.Number(count), tuple(body)), st.integers(1, 2), body
+        )
+        return blocks | repeat
+
+    return st.recursive(layer | merge, extend, max_leaves=10)
+
+
+_TAILS = {False: _layer_calls("linear"), True: _layer_calls("flatten linear")}
+
+
+@st.composite
+def branching_programs(draw) -> ast.Program:
+    """A network of rows (input=4) or of images (input=(2, 6, 6)) made of layers that fit
+    either, blocks (residual with or without a shortcut, concat, nested, sometimes empty),
+    repeats around them, labels and merges: many check, the rest have a mistake with the
+    new syntax (a shape that does not join, an unknown or duplicate label, ...)."""
+    image = draw(st.booleans())
+    items = _branch_items(IMAGE_LAYERS if image else FLAT_LAYERS)
+    rng = draw(st.randoms(use_true_random=False))
+    body = _aim(draw(st.lists(items, min_size=1, max_size=5)), rng)
+    size = ast.TupleExpr(tuple(map(ast.Number, (2, 6, 6)))) if image else ast.Number(4)
+    options = (ast.Keyword("input", size), ast.Keyword("classes", ast.Number(3)))
+    tail = tuple(ast.Layer(call) for call in _TAILS[image])
+    return ast.Program((ast.Network("net", options, (*body, *tail)),))
+
+
+def _aim(body, rng, seen=()) -> tuple:
+    """The items with most merges pointed at labels that come before them in their sequence
+    (a block's body starts a new one; a repeat's sees the labels before it), labelling the
+    item before when there is none (a merge that comes first becomes a relu), and most
+    second uses of a label dropped: without this, few drawn networks would check."""
+    seen, out = list(seen), []
+    for item in body:
+        if isinstance(item, ast.Repeat):
+            out.append(ast.Repeat(item.count, _aim(item.body, rng, seen)))
+            continue
+        if isinstance(item, ast.Block):
+            shortcut = None if item.shortcut is None else _aim(item.shortcut, rng)
+            item = ast.Block(item.call, _aim(item.body, rng), item.label, shortcut)
+        elif item.call.name in ("add", "concat") and rng.random() < 0.9:  # a merge
+            last = out[-1] if out else None
+            if not seen and isinstance(last, ast.Layer | ast.Block) and last.label is None:
+                out[-1] = dataclasses.replace(last, label=rng.choice(LABELS))
+                seen.append(out[-1].label)
+            if seen:
+                sources = rng.sample(seen, min(len(item.call.args), len(seen)))
+                item = ast.Layer(
+                    ast.Call(item.call.name, tuple(map(ast.Call, sources))), item.label
+                )
+            else:  # first in its sequence: nothing to merge with
+                item = ast.Layer(ast.Call("relu"), item.label)
+        if item.label in seen and rng.random() < 0.9:
+            item = dataclasses.replace(item, label=None)
+        if item.label is not None:
+            seen.append(item.label)
+        out.append(item)
+    return tuple(out)

@@ -262,6 +262,115 @@ network n(input=2, classes=2) {
     )
 
 
+BLOCKS = """\
+network n(input=(4,8,8)){stem=conv2d(4,3,padding=1)
+repeat 2{residual{conv2d(4,3,padding=1) relu conv2d(kernel_size=3,padding=1)}relu}
+down=residual{conv2d(8,3,stride=2,padding=1)}shortcut{conv2d(kernel_size=1,stride=2)}
+concat{concat{conv2d(2,1)} relu}  residual { } shortcut { }
+add( down ) concat(stem,down,)}
+"""
+
+BLOCKS_CANONICAL = """\
+network n(input=(4, 8, 8)) {
+  stem = conv2d(4, 3, padding=1)
+  repeat 2 {
+    residual {
+      conv2d(4, 3, padding=1)
+      relu
+      conv2d(kernel_size=3, padding=1)
+    }
+    relu
+  }
+  down = residual {
+    conv2d(8, 3, stride=2, padding=1)
+  } shortcut {
+    conv2d(kernel_size=1, stride=2)
+  }
+  concat {
+    concat {
+      conv2d(2, 1)
+    }
+    relu
+  }
+  residual {} shortcut {}
+  add(down)
+  concat(stem, down)
+}
+"""
+
+
+def test_blocks_get_the_canonical_layout():
+    assert format_source(BLOCKS) == BLOCKS_CANONICAL
+    assert format_source(BLOCKS_CANONICAL) == BLOCKS_CANONICAL
+    same_tree(parse(BLOCKS_CANONICAL), parse(BLOCKS))
+    assert format_program(parse(BLOCKS)) == BLOCKS_CANONICAL
+
+
+def test_comments_in_blocks_stay_where_they_were_written():
+    text = """\
+network n(input=4) {
+  # before the block
+  a # inside the header
+  = residual
+  {  # after the brace
+    linear(4)  # after a layer
+    # at the end of the body
+  }  # after the body
+  shortcut  # after the word
+  {  # after the shortcut's brace
+    linear # in the shortcut
+    # at the end of the shortcut
+  }  # after the block
+  residual { relu } # alone after the body
+  shortcut { relu }
+  residual {} shortcut {
+  }  # after an empty shortcut
+  add(a)  # a merge
+}
+"""
+    formatted = format_source(text)
+    assert (
+        formatted
+        == """\
+network n(input=4) {
+  # before the block
+  # inside the header
+  a = residual {  # after the brace
+    linear(4)  # after a layer
+    # at the end of the body
+    # after the body
+    # after the word
+  } shortcut {  # after the shortcut's brace
+    linear  # in the shortcut
+    # at the end of the shortcut
+  }  # after the block
+  residual {
+    relu
+  } shortcut {  # alone after the body
+    relu
+  }
+  residual {} shortcut {}  # after an empty shortcut
+  add(a)  # a merge
+}
+"""
+    )
+    assert format_source(formatted) == formatted
+    assert comments_of(formatted) == comments_of(text)
+    same_tree(parse(formatted), parse(text))
+
+
+def test_a_comment_between_the_body_and_the_shortcut_keeps_its_order():
+    """Two comments after the body's brace cannot both end the `} shortcut {` line: both go
+    to the end of the body, in order; one alone on its own line too."""
+    for between in ("}  # one\n  # two\n  shortcut {", "}\n  # alone\n  shortcut {  # brace"):
+        text = f"network n(input=4) {{\n  residual {{\n    relu\n  {between}\n    relu\n  }}\n}}\n"
+        formatted = format_source(text)
+        assert comments_of(formatted) == comments_of(text)
+        assert format_source(formatted) == formatted
+        assert "\n  } shortcut {" in formatted
+        check_layout(formatted)
+
+
 def test_long_lines_break_one_element_per_line():
     optimizers = ", ".join(f"sgd(lr=0.{i}, momentum=0.9)" for i in range(1, 5))
     text = f"train {{ optimizer [{optimizers}] loss mse }}"

@@ -107,6 +107,66 @@ def test_repeat_count_is_an_expression():
     assert net.body[0].count == ast.BinOp("*", C("depth"), N(2))
 
 
+def test_blocks_with_labels_and_shortcuts():
+    text = """network n {
+  residual { linear(4) relu }
+  b = residual { linear(8) } shortcut { linear }
+  concat { }
+}"""
+    (net,) = parse(text).statements
+    assert net.body == (
+        ast.Block(C("residual"), (ast.Layer(C("linear", N(4))), ast.Layer(C("relu")))),
+        ast.Block(C("residual"), (ast.Layer(C("linear", N(8))),), "b", (ast.Layer(C("linear")),)),
+        ast.Block(C("concat"), ()),
+    )
+    assert net.body[2].shortcut is None  # no shortcut, unlike an empty one
+    assert (
+        parse("network n { residual { relu } shortcut { } }").statements[0].body[0].shortcut == ()
+    )
+
+
+def test_blocks_nest_and_repeat():
+    text = "network n { repeat 2 { residual { concat { a = relu } add(a) } } concat(x, y) }"
+    (net,) = parse(text).statements
+    inner = ast.Block(C("concat"), (ast.Layer(C("relu"), "a"),))
+    block = ast.Block(C("residual"), (inner, ast.Layer(C("add", C("a")))))
+    assert net.body == (ast.Repeat(N(2), (block,)), ast.Layer(C("concat", C("x"), C("y"))))
+
+
+def test_any_name_heads_a_block_for_the_checker_to_judge():
+    (net,) = parse("network n { residal\n  { relu } }").statements
+    assert net.body == (ast.Block(C("residal"), (ast.Layer(C("relu")),)),)
+    text = "network n { concat(a) { relu } }"  # a call with options is no block
+    (problem,) = syntax_error(text).problems
+    assert at(problem) == where(text, "{ relu")
+
+
+def test_shortcut_is_a_word_only_after_a_block():
+    (net,) = parse("let shortcut = 1\nnetwork n { shortcut relu }").statements[1:]
+    assert net.body == (ast.Layer(C("shortcut")), ast.Layer(C("relu")))
+    text = "network n {\n  residual { relu }\n  shortcut\n}"
+    (problem,) = syntax_error(text).problems
+    assert at(problem) == (4, 1)
+    assert problem.message == "unexpected '}'; expected '{'"
+
+
+def test_block_positions():
+    text = "network n {\n  relu\n  b = residual {\n    relu\n  } shortcut {\n    tanh\n  }\n}"
+    block = parse(text).statements[0].body[1]
+    assert at(block) == where(text, "b = residual")
+    assert end(block) == (7, 4)  # the shortcut's closing brace ends the block
+    assert at(block.call) == where(text, "residual")
+    assert at(block.body[0]) == where(text, "relu", 1)
+    assert at(block.shortcut[0]) == where(text, "tanh")
+
+
+def test_an_unclosed_block_names_its_brace():
+    text = "network n {\n  residual {\n    relu\n}\n"
+    (problem,) = syntax_error(text).problems
+    assert problem.message.startswith("unexpected end of file")
+    assert problem.hint == "the '{' on line 1 is never closed"
+
+
 @pytest.mark.parametrize("kind", ["data", "train", "search", "lr_range_test"])
 def test_sections(kind):
     (section,) = parse(f"{kind} {{ a 1  b name  c f(x=2) }}").statements

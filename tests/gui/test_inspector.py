@@ -326,7 +326,7 @@ def test_a_layer_shows_its_output_and_the_primitive_vjps_it_is_made_of(inspector
     group = next(g for g in views.groups if any(views.node(m).op == "matmul" for m in g.members))
     ids = [views.node(m).node_id for m in group.members]
     inspector.show_group(group, ids, stepper)
-    assert inspector.showing_group and inspector.text_of("group") == group.title
+    assert inspector.showing_group and inspector.text_of("group") == group.long_title
     backward = inspector.text_of("backward").splitlines()
     assert "matmul: da = g @ b^T, db = a^T @ g" in backward
     assert backward[0].endswith(stepper.graph[ids[-1]].op.vjp_formula)

@@ -55,7 +55,7 @@ def assert_panel_shows(panel, expected) -> None:
     if expected.size == 1:
         assert panel.page == "scalar"
         assert math.isclose(
-            shown_number(panel.text_of("number")), float(expected), rel_tol=5e-6, abs_tol=1e-12
+            shown_number(panel.text_of("number")), expected.item(), rel_tol=5e-6, abs_tol=1e-12
         )
         return
     assert panel.page == "tensor"
