@@ -109,8 +109,11 @@ class Data:
     preprocess: Pipeline | None
 
 
-def build_data(spec: Spec) -> Data:
-    """Split, fit preprocessing on the training part only, and apply it to all three."""
+def build_data(spec: Spec, statistics: dict | None = None) -> Data:
+    """Split, fit preprocessing on the training part only, and apply it to all three.
+
+    `statistics` (a fitted pipeline's state_dict, as a checkpoint keeps it) are used instead
+    of fitting: `topograd eval` applies the preprocessing the weights were trained with."""
     data = spec.data
     dataset = load(data.dataset)
     parts = split(
@@ -127,12 +130,10 @@ def build_data(spec: Spec) -> Data:
             kwargs = {k: v for k, v in entry.kwargs.items() if k not in extra}
             steps.append(_call(Entry(entry.name, kwargs, entry.pos), target, **extra))
         pipeline = Pipeline(steps)
-        train_x = parts.train.x
-        for step, entry in zip(steps, data.preprocess):  # one by one, to blame the right line
-            try:
-                train_x = step.fit_transform(train_x)
-            except ValueError as error:
-                raise BlameError(entry.pos, f"preprocess {entry.name}: {error}") from None
+        if statistics is not None:
+            train_x = _with_statistics(pipeline, statistics, parts.train.x)
+        else:
+            train_x = _fitted(pipeline, data.preprocess, parts.train.x)
         train_x = np.asarray(train_x, dtype=np.float64)
         parts = Splits(
             _with_rows(parts.train, train_x),
@@ -144,6 +145,28 @@ def build_data(spec: Spec) -> Data:
         pieces = [_call(e, AUGMENTATIONS.get(e.name)) for e in data.augment]
         augment = pieces[0] if len(pieces) == 1 else Compose(pieces)
     return Data(parts, augment, pipeline)
+
+
+def _fitted(pipeline: Pipeline, entries, train_x):
+    """Fit the steps on the training rows one by one, to blame the right line; the
+    transformed training rows."""
+    for step, entry in zip(pipeline.steps, entries):
+        try:
+            train_x = step.fit_transform(train_x)
+        except ValueError as error:
+            raise BlameError(entry.pos, f"preprocess {entry.name}: {error}") from None
+    return train_x
+
+
+def _with_statistics(pipeline: Pipeline, statistics: dict, train_x):
+    """Load saved statistics into the pipeline; the transformed training rows. Statistics
+    that do not fit these steps or this data are a ValueError."""
+    try:
+        pipeline.load_state_dict(statistics)
+        return pipeline.transform(train_x)
+    except (KeyError, ValueError) as error:
+        message = error.args[0] if isinstance(error, KeyError) else str(error)
+        raise ValueError(f"the saved preprocessing statistics do not fit: {message}") from None
 
 
 def _transformed(pipeline: Pipeline, part, width: int):
@@ -216,6 +239,40 @@ def build_optimizer(entry: Entry, model, decay: str = "all"):
     return _call(entry, target, params)
 
 
+def run_length(spec: Spec, train_size: int) -> tuple[int, str]:
+    """How many times the schedule steps in the whole run, and in what: every batch (the
+    batches of every epoch) or every epoch (`schedule_per epoch`)."""
+    train = spec.train
+    if train.schedule_per == "epoch":
+        return train.epochs, "epochs"
+    drop_last = train.fit_options.get("drop_last", False)
+    per_epoch = train_size // train.batch_size if drop_last else -(-train_size // train.batch_size)
+    return train.epochs * max(per_epoch, 1), "steps"
+
+
+def fitted_schedule(entry: Entry | None, length: int, unit: str) -> Entry | None:
+    """The schedule with its length filled in where the file left it out (cosine's T_max:
+    the rest of the run after a warm-up), and refused where it ends before the run does:
+    past T_max a cosine climbs back up, which no one asks for by accident."""
+    if entry is None:
+        return None
+    kwargs = dict(entry.kwargs)
+    if entry.name == "warmup" and isinstance(kwargs.get("after"), Entry):
+        rest = length - int(kwargs.get("warmup_steps", 0))
+        kwargs["after"] = fitted_schedule(kwargs["after"], max(rest, 1), unit)
+    if entry.name == "cosine":
+        if "T_max" not in kwargs:
+            kwargs["T_max"] = max(length, 1)
+        elif isinstance(kwargs["T_max"], int) and kwargs["T_max"] < length:
+            raise BlameError(
+                entry.pos,
+                f"cosine(T_max={kwargs['T_max']}) reaches its lowest lr after {kwargs['T_max']} "
+                f"of the run's {length} {unit} and climbs back up after it; leave T_max out to "
+                f"anneal over the whole run, or use cosine_restarts(T_0=...) for restarts",
+            )
+    return dataclasses.replace(entry, kwargs=kwargs)
+
+
 def build_schedule(entry: Entry | None, optimizer):
     """The schedule on `optimizer`; a nested schedule (warm-up's `after=`) is built first."""
     if entry is None:
@@ -250,6 +307,7 @@ class Built:
     loss: Callable | None
     optimizer: object
     schedule: object
+    schedule_entry: Entry | None = None  # the file's schedule with the run's length filled in
 
     def fit_options(self) -> dict:
         """Keyword arguments for engine.train.fit, from the train section."""
@@ -279,13 +337,17 @@ def build(spec: Spec, source: Source, seed: int | None = None, optimizer_index: 
         seed = seed if seed is not None else (train.seed if train else 0)
         model = build_model(spec.network, seed)
         data = build_data(spec) if spec.data else None
-        loss = optimizer = schedule = None
+        loss = optimizer = schedule = schedule_entry = None
         if train is not None:
             loss = build_loss(spec, model)
             entry = train.optimizers[optimizer_index]
             optimizer = build_optimizer(entry, model, train.decay)
-            schedule = build_schedule(train.schedule, optimizer)
-        return Built(spec, model, data, loss, optimizer, schedule)
+            schedule_entry = train.schedule
+            if data is not None:
+                length = run_length(spec, len(data.splits.train))
+                schedule_entry = fitted_schedule(schedule_entry, *length)
+            schedule = build_schedule(schedule_entry, optimizer)
+        return Built(spec, model, data, loss, optimizer, schedule, schedule_entry)
     except BlameError as blame:
         from topograd.dsl.ast import NOWHERE
 

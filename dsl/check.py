@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from topograd.dsl import ast
 from topograd.dsl.build import BlameError, build_model
+from topograd.dsl.datasets import FILES, REGRESSION_LOSSES, file_problems
 from topograd.dsl.errors import DslCheckError, Problem, Source
 from topograd.dsl.graphs import evaluate_graph
 from topograd.dsl.options import (
@@ -40,7 +41,7 @@ from topograd.dsl.spec import (
 from topograd.dsl.values import FoldError, Ref, Symbol, describe, fold, is_number, name_pos, plain
 from topograd.engine import no_grad
 from topograd.engine.data.augment import AUGMENTATIONS
-from topograd.engine.data.datasets import DATASETS, DataError
+from topograd.engine.data.datasets import DATASETS, DataError, split
 from topograd.engine.data.preprocess import PREPROCESSORS
 from topograd.engine.functional import LOSSES
 from topograd.engine.init import INITIALIZERS
@@ -86,6 +87,7 @@ INFERRED = frozenset(
     {"in_features", "num_features", "in_channels", "num_channels", "normalized_shape"}
 )
 OUTPUT_SIZES = ("out_features", "out_channels")
+RUN_LENGTHS = frozenset({"T_max"})  # a schedule's length, by default the whole run's
 BLOCKS = ("residual", "concat")  # `kind { layers }` inside a network
 MERGES = ("add", "concat")  # `kind(earlier, ...)`: join with labelled earlier layers
 SCALAR_LAYERS = ("linear", "relu", "tanh", "sigmoid", "leaky_relu", "elu")
@@ -123,6 +125,7 @@ class _Checker:
         self.program, self.source = program, source
         self.overrides = overrides or {}
         self.problems: list[Problem] = []
+        self.unrolled, self.over_cap = 0, False  # layers expanded so far, blocks included
         self.constants: dict = {}
         self.positions: dict = {}
         self.probed: dict = {}  # (layer, options, input shape...) -> output shape
@@ -157,8 +160,8 @@ class _Checker:
         search = self.search(sections.get("search"))
         range_test = self.range_test(sections.get("lr_range_test"))
         self.cross_checks(sections, network, data, train, graphs)
-        if self.problems:
-            raise DslCheckError(self.source, self.problems)
+        if self.problems:  # (a mistake inside `repeat` is reported once, not per copy)
+            raise DslCheckError(self.source, list(dict.fromkeys(self.problems)))
         return Spec(
             constants=dict(self.constants),
             graphs=tuple(graphs),
@@ -259,6 +262,8 @@ class _Checker:
         kwargs = {}
         for key, item in binding.kwargs.items():
             original = value.options().get(key)
+            if isinstance(original, Symbol) and registry is SCHEDULES and key == "after":
+                original = Ref(original.name, pos=original.pos)  # `after=cosine`, bare
             if isinstance(original, Ref):
                 nested = self.entry(original, registry, what, original.pos, skip, **bind_options)
                 kwargs[key] = nested
@@ -295,11 +300,11 @@ class _Checker:
             self.problem(section.pos, "the data section needs a dataset, e.g. `dataset digits`")
             return None
         value = self.folded(item.value)
-        if isinstance(value, str):
-            path = Path(value)
-            if not path.is_absolute():
-                path = Path(self.source.name).parent / path
-            dataset_entry = Entry("file", {"path": str(path)}, item.value.pos)
+        loss, loss_pos = _peeked(self.program, self.constants, "train", "loss")
+        loss = getattr(loss, "name", None)
+        if isinstance(value, str) or getattr(value, "name", None) == "file":
+            target = "real" if loss in REGRESSION_LOSSES else "class"
+            dataset_entry = _file_entry(self, value, item.value.pos, target)
         else:
             dataset_entry = self.entry(value, DATASETS, "dataset", item.value.pos)
         val = self.setting(settings, "val", "number", 0.15)
@@ -325,7 +330,15 @@ class _Checker:
                 settings["augment"][0].pos,
                 f"augmentation needs images, and dataset {dataset.name!r} has none",
             )
-        classes = len(dataset.classes) if dataset.classes else int(dataset.y.max()) + 1
+        if loss == "bce_with_logits" and dataset.num_classes != 2:
+            self.problem(
+                loss_pos,
+                f"loss bce_with_logits needs two classes (0 and 1), and dataset "
+                f"{dataset.name!r} has {dataset.num_classes}",
+                "cross_entropy takes any number of classes",
+            )
+        if val + test < 1:
+            _check_split(self, dataset, settings, (val, test, split_seed, stratify))
         spec = DataSpec(
             dataset=dataset_entry,
             val=val,
@@ -335,7 +348,7 @@ class _Checker:
             preprocess=tuple(preprocess),
             augment=tuple(augment),
             features=int(dataset.x.shape[1]),
-            classes=classes,
+            classes=max(dataset.num_classes, 1),  # one output for real-valued targets
             image_shape=None if dataset.image_shape is None else tuple(dataset.image_shape),
             pos=section.pos,
         )
@@ -413,7 +426,14 @@ class _Checker:
         schedule = None
         if "schedule" in settings:
             value = self.folded(settings["schedule"].value)
-            schedule = self.entry(value, SCHEDULES, "schedule", settings["schedule"].value.pos, 1)
+            schedule = self.entry(
+                value,
+                SCHEDULES,
+                "schedule",
+                settings["schedule"].value.pos,
+                1,
+                inferred=RUN_LENGTHS,  # left out: the builder fills in the run's length
+            )
         ensemble = None
         if "ensemble" in settings:
             value = self.folded(settings["ensemble"].value)
@@ -483,7 +503,7 @@ class _Checker:
             dtype = "float64"
         input_shape = self.input_shape(node, options, data)
         out_size = self.output_size(node, options, data, train)
-        layers = self.expand(node.body, 0)
+        layers = self.counted(self.expand(node.body, 0), node.pos)
         if input_shape is None and layers:
             self.names_only(layers, bool(scalar))
         if input_shape is None or layers is None:
@@ -614,11 +634,29 @@ class _Checker:
                     out.append((node, f"{label}_{index}" if label else None, copy))
         return out
 
+    def counted(self, items, pos) -> list | None:
+        """`items` (expanded), counted towards the cap on the layers of the whole network,
+        blocks' bodies included; None after reporting that the cap is passed."""
+        if items is None:
+            return None
+        self.unrolled += len(items)
+        if self.unrolled > MAX_REPEAT:
+            if not self.over_cap:
+                self.problem(
+                    pos,
+                    f"the network unrolls to over {MAX_REPEAT} layers (blocks' bodies included)",
+                )
+            self.over_cap = True
+            return None
+        return items
+
     def names_only(self, layers, scalar) -> None:
         """Without an input shape, still report unknown layers and options."""
         for layer, _, _ in layers:
             if isinstance(layer, ast.Block):
-                inner = self.expand((*layer.body, *(layer.shortcut or ())), 1)
+                inner = self.counted(
+                    self.expand((*layer.body, *(layer.shortcut or ())), 1), layer.pos
+                )
                 self.names_only(inner or [], scalar)
             elif not _is_merge(layer.call):
                 self.layer_entry(layer.call, scalar)
@@ -629,7 +667,6 @@ class _Checker:
         """One sequence of layers (the network's, or a block's body) checked in order from
         `shape`; the last layer that takes an output size gets `out_size`."""
         specs: list[LayerSpec] = []
-        labels: dict[str, ast.Pos] = {}
         shapes: dict[str, tuple] = {}  # label -> its output shape, for merges
         sized = [
             i
@@ -651,18 +688,8 @@ class _Checker:
                 LayerSpec("unflatten", {"shape": image}, None, shape, image, implicit=True)
             )
             shape = image
-        ok = True
+        ok = self.unique_labels(layers, scope)
         for index, (layer, label, renames) in enumerate(layers):
-            if label is not None:
-                if label in labels:
-                    first_use = labels[label].line
-                    where = "" if scope == "network" else f" in this {scope}"
-                    self.problem(
-                        layer.pos,
-                        f"layer name {label!r} is already used{where} on line {first_use}",
-                    )
-                    ok = False
-                labels[label] = layer.pos
             if isinstance(layer, ast.Block):
                 spec = self.block(layer, label, shape, scalar, data, dtype)
             elif _is_merge(layer.call):
@@ -672,13 +699,37 @@ class _Checker:
                 spec = self.layer(layer, label, shape, size, scalar, dtype)
             if spec is None:
                 ok = False
-                self.names_only(layers[index + 1 :], bool(scalar))  # no shapes past this one
-                break
+                # go on from the shape the layer would most likely have had, so that the
+                # next mistakes are reported in the same run; without a guess, stop here
+                shape = None if scalar else _guessed_shape(layer, shape)
+                if shape is None:
+                    self.names_only(layers[index + 1 :], bool(scalar))
+                    break
+                if label is not None:  # its merges are not reported as well
+                    shapes[label] = shape
+                continue
             specs.append(spec)
             shape = spec.out_shape
             if label is not None:
                 shapes[label] = shape
         return specs if ok else None
+
+    def unique_labels(self, layers, scope) -> bool:
+        """Each label once in a list of layers (all reported, whatever the shapes do)."""
+        seen: dict[str, ast.Pos] = {}
+        ok = True
+        for layer, label, _ in layers:
+            if label is None:
+                continue
+            if label in seen:
+                where = "" if scope == "network" else f" in this {scope}"
+                self.problem(
+                    layer.pos,
+                    f"layer name {label!r} is already used{where} on line {seen[label].line}",
+                )
+                ok = False
+            seen.setdefault(label, layer.pos)
+        return ok
 
     def block(self, block: ast.Block, label, shape, scalar, data, dtype) -> LayerSpec | None:
         """`residual { body } [shortcut { ... }]` or `concat { body }`: the body checked from
@@ -696,21 +747,19 @@ class _Checker:
                 suggest(kind, BLOCKS) or "blocks: residual { ... } and concat { ... }",
             )
             return None
-        if not call.bare:
-            self.problem(call.pos, f"{kind} {{ ... }} takes no options")
-            return None
+        at = name_pos(call.pos, kind)  # the block's name: a block may span many lines
         if block.shortcut is not None and kind != "residual":
-            self.problem(block.pos, "only a residual block takes a shortcut { ... }")
+            self.problem(at, "only a residual block takes a shortcut { ... }")
             return None
-        body = self.expand(block.body, 1)
-        shortcut = self.expand(block.shortcut, 1) if block.shortcut is not None else []
+        body = self.counted(self.expand(block.body, 1), at)
+        shortcut = self.counted(self.expand(block.shortcut or (), 1), at)
         if body is None or shortcut is None:
             return None
         if not body:
-            self.problem(block.pos, f"the {kind} block has no layers")
+            self.problem(at, f"the {kind} block has no layers")
             return None
         if block.shortcut is not None and not shortcut:
-            self.problem(block.pos, "the shortcut has no layers; leave it out for the identity")
+            self.problem(at, "the shortcut has no layers; leave it out for the identity")
             return None
         # a residual body's last sized layer maps back to the input's channels or features,
         # unless a shortcut says otherwise; a concat body's must be given (its growth)
@@ -732,23 +781,34 @@ class _Checker:
         if kind == "residual":
             if body_out != skip:
                 what = "the shortcut's output" if shortcut else "its input"
+                if shortcut:
+                    hint = (
+                        f"end the shortcut with the body's shape {body_out}: leave its last "
+                        "layer's size out to have it taken from the body"
+                    )
+                elif len(shape) == 1:
+                    hint = (
+                        "leave the body's last size out (`linear`) to map back to the input, "
+                        "or add `shortcut { linear }`"
+                    )
+                else:
+                    hint = (
+                        "leave the body's last size out (`conv2d(kernel_size=3, padding=1)`) to "
+                        "map back to the input's channels, or add a projection: "
+                        "`shortcut { conv2d(kernel_size=1, stride=S) }`"
+                    )
                 self.problem(
-                    block.pos,
+                    at,
                     f"residual: the body ends with shape {body_out} per example, which cannot "
                     f"be added to {what}, shape {skip}",
-                    "end the body with the input's size (or leave the last size out to have it "
-                    "inferred)"
-                    if shortcut
-                    else "make the two shapes equal, or add a "
-                    "`shortcut { ... }` that maps the input to the body's shape, e.g. "
-                    "shortcut { conv2d(C, 1, stride=2) }",
+                    hint,
                 )
                 return None
             out_shape = body_out
         else:
             if len(body_out) != len(shape) or body_out[1:] != tuple(shape[1:]):
                 self.problem(
-                    block.pos,
+                    at,
                     f"concat: the body ends with shape {body_out} per example, which cannot be "
                     f"joined to its input, shape {tuple(shape)}: all but the first (channel or "
                     "feature) size must be equal",
@@ -790,12 +850,15 @@ class _Checker:
                 continue
             name = renames.get(arg.name, arg.name)
             if name not in shapes:
+                name = _last_copy(arg.name, shapes) or name  # after `repeat`: the last copy
+            if name not in shapes:
                 where = "network" if scope == "network" else scope
                 self.problem(
                     arg.pos,
                     f"{mode}: no earlier layer in this {where} is named {arg.name!r}",
                     suggest(arg.name, list(shapes))
-                    or "name a layer before it (`stem = conv2d(16, 3)`) in the same block",
+                    or f"label a layer before it in the same {where} (`skip = relu`), then "
+                    f"{mode}(skip)",
                 )
                 ok = False
                 continue
@@ -829,6 +892,15 @@ class _Checker:
 
     def layer_entry(self, call: ast.Call, scalar: bool) -> Entry | None:
         """The layer a call names, resolved and its options bound (None after reporting)."""
+        if call.name == "dropout" and call.args:
+            written = ", ".join(_written(a) for a in call.args)
+            self.problem(
+                call.pos,
+                f"dropout({written}): write the probability to keep or to drop by name",
+                f"dropout(drop={written}) is PyTorch's Dropout({written}); "
+                f"dropout(keep=...) is the notes' keep probability",
+            )
+            return None
         value = self.folded(call) if not call.bare else Symbol(call.name, call.pos)
         if value is None:
             return None
@@ -866,6 +938,10 @@ class _Checker:
 
     def layer(self, layer: ast.Layer, label, shape, out_size, scalar, dtype) -> LayerSpec | None:
         call = layer.call
+        habit = None if scalar else _pytorch_habit(call, shape)
+        if habit is not None:
+            self.problem(call.pos, *habit)
+            return None
         entry = self.layer_entry(call, scalar)
         if entry is None:
             return None
@@ -894,8 +970,8 @@ class _Checker:
                     self.problem(
                         call.pos,
                         f"{name} needs its output size, e.g. {name}(64); only the network's "
-                        "last layer takes its size from the data (a residual body's last "
-                        "layer: from the block's input; a shortcut's: from the body)",
+                        "last layer takes its size from the data (and the last layer of a "
+                        "residual body without a shortcut, or of a shortcut, from the block)",
                     )
                     return None
                 kwargs[key] = out_size
@@ -1052,6 +1128,15 @@ class _Checker:
             metric = search.get("metric")
             if metric is None or "val" in str(getattr(metric.value, "name", "val")):
                 self.problem(search["@"].pos, "a search on validation metrics needs val > 0")
+        settings = sections.get("train") or {}
+        if train is not None and data is not None and data.val == 0:
+            watched = [k for k in ("early_stopping",) if train.early_stopping is not None]
+            for key in watched:
+                self.problem(
+                    settings[key].pos,
+                    f"{key} watches the validation loss, but the data section has val 0",
+                    "give the data section a validation fraction, e.g. `val 0.15`",
+                )
         if not self.program.statements:
             self.problem(ast.Pos(1, 1, 1, 2), "the file declares nothing")
 
@@ -1090,6 +1175,76 @@ def _kind_of(target, key, skip):
     for parameter in signature_parameters(target, skip):
         if parameter.name == key:
             return expected_kind(parameter)
+    return None
+
+
+def _last_copy(label: str, shapes: dict) -> str | None:
+    """`a` written after `repeat N { a = ... }`: the last copy's label (`a_{N-1}`)."""
+    copies = [k for k in shapes if k.startswith(f"{label}_") and k[len(label) + 1 :].isdigit()]
+    return max(copies, key=lambda k: int(k[len(label) + 1 :])) if copies else None
+
+
+def _written(expr) -> str:
+    """A short expression as written (numbers and names), for messages."""
+    if isinstance(expr, ast.Number):
+        return repr(expr.value)
+    if isinstance(expr, ast.Call) and expr.bare:
+        return expr.name
+    return "..."
+
+
+def _numbers(call: ast.Call) -> list:
+    return [a.value for a in call.args or () if isinstance(a, ast.Number)]
+
+
+def _pytorch_habit(call: ast.Call, shape) -> tuple[str, str] | None:
+    """(message, hint) for a layer written as PyTorch writes it, where the language infers
+    the input size: `linear(64, 32)`, `conv2d(1, 16, 3)`; and a dense layer on images."""
+    numbers, args = _numbers(call), call.args or ()
+    if call.name in ("linear", "maxout") and len(args) >= 2 and len(numbers) >= 2:
+        size = shape[-1] if len(shape) == 1 else math.prod(shape)
+        return (
+            f"{call.name}({_written(args[0])}, {_written(args[1])}) reads like PyTorch's "
+            f"Linear(in_features, out_features), but the input size is inferred from the "
+            f"layer before ({size})",
+            f"write {call.name}({_written(args[1])})",
+        )
+    if call.name == "conv2d" and len(numbers) >= 3 and numbers[0] == shape[0] and len(shape) == 3:
+        return (
+            f"conv2d({', '.join(_written(a) for a in args[:3])}) reads like PyTorch's "
+            f"Conv2d(in_channels, out_channels, kernel_size), but the input channels are "
+            f"inferred ({shape[0]})",
+            f"write conv2d({_written(args[1])}, {_written(args[2])})",
+        )
+    if call.name in ("linear", "maxout") and len(shape) > 1:
+        return (
+            f"{call.name} takes rows of features, but its input has shape {tuple(shape)} per "
+            "example (images)",
+            "add `flatten` before it (or global pooling: `adaptiveavgpool2d(1)` then `flatten`)",
+        )
+    return None
+
+
+_SHAPE_KEEPING = ("relu", "tanh", "sigmoid", "leaky_relu", "elu", "dropout", "gelu")
+_NORMS = ("layernorm", "groupnorm", "instancenorm2d")
+
+
+def _guessed_shape(item, shape) -> tuple | None:
+    """The shape after a layer that failed its check, when the call alone tells it: an
+    activation, dropout, a norm or an identity residual block keeps it, `linear(64)` gives
+    (64,), flatten one row; None when it cannot be told (then checking stops there)."""
+    if shape is None:
+        return None
+    if isinstance(item, ast.Block):
+        keeps = item.call.name == "residual" and item.shortcut is None
+        return tuple(shape) if keeps else None
+    name, numbers = item.call.name, _numbers(item.call)
+    if name in _SHAPE_KEEPING or name.startswith("batchnorm") or name in _NORMS:
+        return tuple(shape)
+    if name in ("linear", "maxout") and numbers:
+        return (int(numbers[-1] if len(numbers) >= 2 else numbers[0]),)
+    if name == "flatten":
+        return (math.prod(shape),)
     return None
 
 
@@ -1133,6 +1288,84 @@ def _with_engine_options(target, kwargs, dtype):
     if "rng" in parameters:
         extra["rng"] = 0
     return {**kwargs, **extra}
+
+
+def _peeked(program: ast.Program, constants: dict, section: str, key: str):
+    """(value, position) of a setting in another section, or (None, None): read without
+    reporting anything, since that section's own check reports its problems."""
+    for node in program.sections(section):
+        for item in node.items:
+            if isinstance(item, ast.Setting) and item.key == key:
+                try:
+                    return fold(item.value, constants), item.value.pos
+                except FoldError:
+                    return None, None
+    return None, None
+
+
+def _file_entry(checker: _Checker, value, pos, target: str) -> Entry | None:
+    """The Entry of a data file, `"houses.csv"` or `file("houses.csv", label="price")`: its
+    options checked against the kind of file, its path relative to the model file, and
+    `target` ("class" or "real", from the loss) added to the options."""
+    if isinstance(value, str):
+        path, options, call = value, {}, None
+    else:
+        entry = checker.entry(value, FILES, "dataset", pos)
+        if entry is None:
+            return None
+        options = dict(entry.kwargs)
+        path, call = options.pop("path"), value
+        if not isinstance(path, str):
+            checker.problem(call.where(0), f"a data file's path is in quotes, got {describe(path)}")
+            return None
+    problems = file_problems(path, options)
+    for key, message in problems:
+        checker.problem(pos if call is None else call.where(key if key else 0), message)
+    if problems:
+        return None
+    resolved = Path(path)
+    if not resolved.is_absolute():
+        resolved = Path(checker.source.name).parent / resolved
+    return Entry("file", {"path": str(resolved), **options, "target": target}, pos)
+
+
+def _check_split(checker: _Checker, dataset, settings: dict, split_options) -> None:
+    """Report a split that cannot work, before training: a validation or test split left
+    empty although its fraction is above 0 (at that setting, or at the dataset line when it
+    is the default), or, with drop_last, a training split smaller than one batch, so that no
+    step would run (at the batch setting)."""
+    val, test, seed, stratify = split_options
+    parts = split(dataset, val=val, test=test, seed=seed, stratify=stratify)
+    for key, fraction, part, what in (
+        ("val", val, parts.val, "validation"),
+        ("test", test, parts.test, "test"),
+    ):
+        if fraction == 0 or len(part):
+            continue
+        hint = f"use more examples, a larger {key}, or {key} 0 to go without a {what} split"
+        if stratify and not dataset.regression:
+            largest = int(np.bincount(dataset.y).max())
+            hint = (
+                f"each class is split on its own (stratify true), and the largest has {largest} "
+                f"examples; {hint}"
+            )
+        where = settings[key].value if key in settings else settings["dataset"].value
+        checker.problem(
+            where.pos,
+            f"{key} {fraction} of {len(dataset)} examples leaves the {what} split empty",
+            hint,
+        )
+    batch, batch_pos = _peeked(checker.program, checker.constants, "train", "batch")
+    drop_last, drop_pos = _peeked(checker.program, checker.constants, "train", "drop_last")
+    if batch is None:  # the train section's default
+        batch, batch_pos = 64, drop_pos
+    if drop_last is True and isinstance(batch, int) and len(parts.train) < batch:
+        checker.problem(
+            batch_pos,
+            f"the training split has {len(parts.train)} examples, fewer than one batch of "
+            f"{batch}, and drop_last drops it: no training step would run",
+            "a smaller batch, or drop_last false",
+        )
 
 
 def check(program: ast.Program, source: Source, overrides: dict | None = None) -> Spec:

@@ -24,8 +24,10 @@ from pathlib import Path
 
 import numpy as np
 from topograd.dsl.build import Built, build
+from topograd.dsl.datasets import data_record
 from topograd.dsl.errors import DslError, Source
 from topograd.dsl.spec import Entry, Spec
+from topograd.engine import Tensor, no_grad
 from topograd.engine.train.checks import evaluate
 from topograd.engine.train.history import EARLY_STOPPING, History
 
@@ -97,6 +99,8 @@ def fit_arguments(built: Built, progress: bool, **changes) -> dict:
     the progress bar, and `changes` on top."""
     options = built.fit_options()
     options.update(val=rows_of(built.data.splits.val), progress=progress)
+    if built.spec.data is not None:  # what `eval` checks a checkpoint's data against
+        options["checkpoint_extra"] = {"data": data_record(built.spec.data, built.data.preprocess)}
     options.update(changes)
     return options
 
@@ -244,6 +248,7 @@ def final_metrics(built: Built, history: History, seconds: float) -> dict:
     History's numbers for train and val, measured for test), with how the run went."""
     index = kept_epoch(history)
     eval_batch = built.spec.train.fit_options.get("eval_batch_size", 1024)
+    regression = getattr(built.data.splits.train, "regression", False)
     metrics = {}
     for split in ("train", "val", "test"):
         part = rows_of(getattr(built.data.splits, split))
@@ -255,6 +260,9 @@ def final_metrics(built: Built, history: History, seconds: float) -> dict:
         else:  # the test split, or weights from before the first epoch: measure them
             loss, accuracy = evaluate(built.model, part, built.loss, eval_batch)
         metrics[f"{split}_loss"], metrics[f"{split}_accuracy"] = loss, accuracy
+        if regression:  # real-valued targets: no accuracy, but how much variance is explained
+            metrics[f"{split}_accuracy"] = None
+            metrics[f"{split}_r2"] = r_squared(built.model, part, eval_batch)
     metrics.update(
         epochs=len(history.epochs),
         steps=history.steps,
@@ -293,13 +301,43 @@ def table(header: list[str], rows: list[list[str]], left: int = 1) -> str:
 
 
 def metrics_table(metrics: dict) -> str:
-    """One line per split that was measured: its loss and accuracy."""
+    """One line per split that was measured: its loss and accuracy (R^2 for real-valued
+    targets)."""
+    score, header = (
+        ("r2", "R^2")
+        if any(k.endswith("_r2") for k in metrics)
+        else (
+            "accuracy",
+            "accuracy",
+        )
+    )
     rows = [
-        [split, number(metrics.get(f"{split}_loss")), number(metrics.get(f"{split}_accuracy"))]
+        [split, number(metrics.get(f"{split}_loss")), number(metrics.get(f"{split}_{score}"))]
         for split in ("train", "val", "test")
         if f"{split}_loss" in metrics
     ]
-    return table(["split", "loss", "accuracy"], rows)
+    return table(["split", "loss", header], rows)
+
+
+def r_squared(model, part, batch_size: int = 1024) -> float | None:
+    """1 - SSE / SST of the model's predictions of real-valued targets, in evaluation mode
+    (None when the targets do not vary); the model's training flags are put back."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        with no_grad():
+            predictions = np.concatenate(
+                [
+                    model(Tensor(part.x[begin : begin + batch_size])).data.reshape(-1)
+                    for begin in range(0, len(part), batch_size)
+                ]
+            )
+    finally:
+        for module, training in modes:
+            object.__setattr__(module, "training", training)
+    total = float(np.sum((part.y - part.y.mean()) ** 2))
+    residual = float(np.sum((part.y - predictions) ** 2))
+    return 1.0 - residual / total if total > 0 else None
 
 
 def label(entry: Entry) -> str:

@@ -273,7 +273,8 @@ def _data_arrays(built: Built) -> dict[str, np.ndarray]:
     for name in ("train", "val", "test"):
         part = getattr(splits, name)
         arrays[f"{name}_x"] = np.ascontiguousarray(part.x, dtype=np.float64)
-        arrays[f"{name}_y"] = np.ascontiguousarray(part.y, dtype=np.int64)
+        labels = np.float64 if getattr(part, "regression", False) else np.int64  # (real targets)
+        arrays[f"{name}_y"] = np.ascontiguousarray(part.y, dtype=labels)
     return arrays
 
 
@@ -879,7 +880,10 @@ class _Writer:
         return "\n".join(lines)
 
     def _count_correct(self) -> str:
-        if self.spec.network.output_shape == (1,):
+        if getattr(self.built.data.splits.train, "regression", False):
+            about = "Real-valued targets have no accuracy (reported as nan); the loss says it."
+            body = 'float("nan")'
+        elif self.spec.network.output_shape == (1,):
             about = "How many examples the one score classifies right (class 1 where it is > 0)."
             body = "((outputs.reshape(-1) > 0).long() == labels).sum().item()"
         else:

@@ -86,6 +86,7 @@ def fit(
     diagnosis_threshold: float = DIAGNOSIS_THRESHOLD,
     callback: Callable[[str, History], bool | None] | None = None,
     runner: Callable[..., Run] | None = None,
+    checkpoint_extra: dict | None = None,
 ) -> History:
     """Train `model` on `train` for `epochs` epochs of mini-batches; return the History.
 
@@ -117,7 +118,8 @@ def fit(
 
     Checkpoints: with `checkpoint=path`, every epoch end writes the full state (model,
     optimizer, schedule, the generators, the history) to `path`, and every new best epoch
-    (and the starting weights) to `<stem>.best<suffix>` beside it. `resume=True` loads
+    (and the starting weights) to `<stem>.best<suffix>` beside it, with `checkpoint_extra`
+    (JSON-like: what the data were) in its extra data. `resume=True` loads
     `path` if it exists and continues from the epoch after it, drawing the same batches and
     dropout masks as an uninterrupted run would; a run that had stopped early is not
     continued (its best weights are loaded and its history returned).
@@ -161,6 +163,7 @@ def fit(
         eval_batch_size=eval_batch_size,
         batch_size=batch_size,
         callback=callback,
+        checkpoint_extra=checkpoint_extra or {},
     )
     if run.steps_per_epoch() == 0:
         raise ValueError(
@@ -246,6 +249,7 @@ class Run:
         self.drop_last, self.eval_batch_size = options["drop_last"], options["eval_batch_size"]
         self.batch_size = options["batch_size"]
         self.callback = options["callback"]
+        self.checkpoint_extra = options.get("checkpoint_extra", {})  # the caller's, JSON-like
         self.batch_rng = np.random.default_rng([self.seed, 0])
         self.dropout_rng = np.random.default_rng([self.seed, 1])
         self.history = History(best_metric="val_loss" if val is not None else "train_loss")
@@ -308,7 +312,7 @@ class Run:
 
     def save(self, path: Path, epoch: int) -> None:
         self.to_engine()
-        extra = {"history": self.history.to_dict(), "seed": self.seed}
+        extra = {**self.checkpoint_extra, "history": self.history.to_dict(), "seed": self.seed}
         if self.guard is not None:
             extra["guard"] = self.guard.state_dict()
         save_checkpoint(
