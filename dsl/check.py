@@ -675,7 +675,16 @@ class _Checker:
         ]
         last_sized = sized[-1] if sized else None
         first = _first_call(layers[0][0])
-        if scope == "network" and not scalar and len(shape) == 1 and _wants_images(first.name):
+        folds = first.name == "unflatten"  # the file folds the rows itself
+        if scope == "network" and not scalar and len(shape) > 1 and data is not None and not folds:
+            # input=(C, H, W) with data of rows: fold them, as for an image dataset
+            rows = (math.prod(shape),)
+            specs.append(
+                LayerSpec(
+                    "unflatten", {"shape": tuple(shape)}, None, rows, tuple(shape), implicit=True
+                )
+            )
+        elif scope == "network" and not scalar and len(shape) == 1 and _wants_images(first.name):
             image = data.image_shape if data is not None else None
             if image is None:
                 self.problem(

@@ -7,6 +7,7 @@ import importlib
 import os
 import runpy
 import sys
+import warnings
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -14,10 +15,11 @@ from topograd.dsl import allocator
 from topograd.dsl.commands import COMMANDS
 from topograd.dsl.commands.common import USAGE
 from topograd.dsl.plugins import PluginError, load_installed_plugins, load_plugin
+from topograd.engine.train.checks import InitialLossWarning
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 
-MODULES = {"eval": "evaluate", "fmt": "format"}
+MODULES = {"eval": "evaluate", "fmt": "format", "import": "import_model"}
 
 
 def _version() -> str:
@@ -50,7 +52,7 @@ def parser() -> argparse.ArgumentParser:
     top.add_argument("--version", action="version", version=f"topograd {_version()}")
     _add_plugin_option(top, "plugins")
     commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in COMMANDS:
+    for name in (*COMMANDS, "import"):
         _command(name).add_parser(commands)
     for command in commands.choices.values():  # `topograd run FILE --plugin P` works too
         _add_plugin_option(command, "command_plugins")
@@ -86,8 +88,24 @@ def load_plugins(args) -> bool:
     return True
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning as one line for a person (`topograd: warning: ...`), not Python's source
+    path and line; fit's initial-loss warning is left out, as fit prints it in its log."""
+    if issubclass(category, InitialLossWarning):
+        return
+    print(f"topograd: warning: {message}", file=file or sys.stderr)
+
+
 def main(argv=None) -> int:
     allocator.keep_freed_memory()  # training steps reuse freed arrays (dsl/allocator.py)
+    shown, warnings.showwarning = warnings.showwarning, _show_warning
+    try:
+        return _main(argv)
+    finally:
+        warnings.showwarning = shown
+
+
+def _main(argv) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["demo"]:
         return run_demo(argv[1:])

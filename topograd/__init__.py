@@ -41,13 +41,15 @@ from topograd.train import History, fit
 
 
 def __getattr__(name):
-    """`tg.testing` (hypothesis), `tg.draw` (the picture code) and `tg.__version__`
-    (importlib.metadata) load on first use: they would double the time `import topograd`
-    takes."""
+    """`tg.testing` (hypothesis), `tg.draw` (the picture code), `tg.from_torch` and
+    `tg.from_onnx` (the importers) and `tg.__version__` (importlib.metadata) load on first use:
+    they would double the time `import topograd` takes."""
     if name == "testing":
         return importlib.import_module("topograd.testing")
     if name == "draw":
         return importlib.import_module("topograd.gui.notebook").draw
+    if name in ("from_torch", "from_onnx"):  # PyTorch and onnx stay optional
+        return getattr(importlib.import_module("topograd.dsl.importers"), name)
     if name == "__version__":
         from importlib.metadata import PackageNotFoundError, version
 
@@ -74,6 +76,8 @@ __all__ = [
     "draw",
     "enable_grad",
     "fit",
+    "from_onnx",
+    "from_torch",
     "functional",
     "gradcheck",
     "is_grad_enabled",

@@ -87,6 +87,7 @@ ACTIVATIONS = {
     nn.Sigmoid: ("sigmoid", "nn.Sigmoid", {}),
     nn.LeakyReLU: ("leaky_relu", "nn.LeakyReLU", {"negative_slope": 0.01}),
     nn.ELU: ("elu", "nn.ELU", {"alpha": 1.0}),
+    nn.GELU: ("gelu", "nn.GELU", {"approximate": "none"}),
 }
 """Engine activation -> (layer name, torch class, {option: torch default})."""
 
@@ -571,7 +572,14 @@ def _instancenorm(module):
     return "instancenorm", text, _state(module, _affine(module))
 
 
+def _softmax(module):
+    kind = "log_softmax" if isinstance(module, nn.LogSoftmax) else "softmax"
+    torch_class = "nn.LogSoftmax" if kind == "log_softmax" else "nn.Softmax"
+    return kind, _call(torch_class, [], {"dim": module.axis}), {}
+
+
 _TRANSLATIONS = (
+    (nn.Softmax, _softmax),  # (LogSoftmax is one too)
     (nn.Linear, _linear),
     (ScalarLinear, _scalar_linear),
     (nn.Maxout, _maxout),

@@ -237,7 +237,7 @@ _converts(enn.Concat)(
 _converts(enn.Merge)(lambda module, path: Merge(module.mode, module.sources, module.axis))
 
 
-_ELEMENTWISE = (enn.ReLU, enn.Tanh, enn.Sigmoid, enn.LeakyReLU, enn.ELU)
+_ELEMENTWISE = (enn.ReLU, enn.Tanh, enn.Sigmoid, enn.LeakyReLU, enn.ELU)  # (scalar networks)
 
 
 @_converts(enn.ScalarSequential)
@@ -286,6 +286,9 @@ _converts(enn.Tanh)(lambda module, path: tnn.Tanh())
 _converts(enn.Sigmoid)(lambda module, path: tnn.Sigmoid())
 _converts(enn.LeakyReLU)(lambda module, path: tnn.LeakyReLU(module.negative_slope))
 _converts(enn.ELU)(lambda module, path: tnn.ELU(module.alpha))
+_converts(enn.GELU)(lambda module, path: tnn.GELU(approximate=module.approximate))
+_converts(enn.Softmax)(lambda module, path: tnn.Softmax(dim=module.axis))
+_converts(enn.LogSoftmax)(lambda module, path: tnn.LogSoftmax(dim=module.axis))
 
 
 @_converts(enn.BatchNorm1d, enn.BatchNorm2d)

@@ -2,6 +2,7 @@
 the image layers (Conv2d, pooling, Flatten, BatchNorm2d, InstanceNorm2d) and the blocks
 that branch (Residual, Concat, Merge)."""
 
+from topograd.engine.nn.activations_extra import GELU, LogSoftmax, Softmax
 from topograd.engine.nn.branch import Concat, Merge, Residual
 from topograd.engine.nn.conv import (
     AdaptiveAvgPool2d,
@@ -31,6 +32,7 @@ from topograd.engine.nn.scalar import Neuron, ScalarLinear, ScalarSequential
 
 __all__ = [
     "ELU",
+    "GELU",
     "LAYERS",
     "AdaptiveAvgPool2d",
     "AvgPool2d",
@@ -46,6 +48,7 @@ __all__ = [
     "LayerTag",
     "LeakyReLU",
     "Linear",
+    "LogSoftmax",
     "MaxPool2d",
     "Maxout",
     "Merge",
@@ -58,6 +61,7 @@ __all__ = [
     "ScalarSequential",
     "Sequential",
     "Sigmoid",
+    "Softmax",
     "Tanh",
     "Unflatten",
 ]
