@@ -52,7 +52,7 @@ def parser() -> argparse.ArgumentParser:
     top.add_argument("--version", action="version", version=f"topograd {_version()}")
     _add_plugin_option(top, "plugins")
     commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in (*COMMANDS, "import"):
+    for name in COMMANDS:
         _command(name).add_parser(commands)
     for command in commands.choices.values():  # `topograd run FILE --plugin P` works too
         _add_plugin_option(command, "command_plugins")

@@ -4,4 +4,4 @@ Exit codes: 0 success, 1 the work failed (divergence, a failed gradient check), 
 language error. A person's mistake never shows a Python traceback.
 """
 
-COMMANDS = ("run", "check", "graph", "step", "fmt", "eval", "search", "gui", "export")
+COMMANDS = ("run", "check", "graph", "step", "fmt", "eval", "search", "gui", "export", "import")
