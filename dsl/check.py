@@ -1138,6 +1138,13 @@ class _Checker:
             if metric is None or "val" in str(getattr(metric.value, "name", "val")):
                 self.problem(search["@"].pos, "a search on validation metrics needs val > 0")
         settings = sections.get("train") or {}
+        if train is not None and train.ensemble is not None and train.loss.name == "mse":
+            self.problem(
+                settings["ensemble"].pos,
+                "an ensemble averages predicted class probabilities; a regression (loss mse) "
+                "has none to average",
+                "leave the ensemble out, or train members with `topograd run --seed S`",
+            )
         if train is not None and data is not None and data.val == 0:
             watched = [k for k in ("early_stopping",) if train.early_stopping is not None]
             for key in watched:

@@ -4,22 +4,28 @@ What happens depends on the file:
 
 - a network with a train section: train it (engine.train.fit), print the final metrics,
   save the curves and a checkpoint; a list of optimizers trains once per optimizer from the
-  same start and compares them; `ensemble` trains a snapshot or an independent ensemble;
+  same start and compares them; `ensemble` trains a snapshot or an independent ensemble and
+  saves every member (members/member_<i>.ckpt and ensemble.json, which `eval` reads);
   an `lr_range_test` section runs the range test instead of training;
-- graphs only: evaluate each graph and backpropagate from its outputs.
+- graphs only: evaluate each graph and backpropagate from its outputs (`--full`: the whole
+  values and gradients).
 
 `--backend torch` trains on PyTorch (dsl.torch_backend: the same batches, guards, History,
 metrics, plots and checkpoints), on `--device cpu` or `cuda`, and with `--nproc N` on N
-processes (DistributedDataParallel). PyTorch is imported only then. A single run, a comparison
-of optimizers and an independent ensemble train on it; a snapshot ensemble and the lr range
-test are the numpy engine's.
+processes (DistributedDataParallel); started by torchrun, each of its processes runs this
+command and joins its process group (rank 0 alone prints and writes). PyTorch is imported
+only then. A single run, a comparison of optimizers and an independent ensemble train on it;
+a snapshot ensemble and the lr range test are the numpy engine's.
 
 Exit 1 when training diverged (an explosion or a non-finite loss stopped it).
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -27,6 +33,8 @@ from pathlib import Path
 import numpy as np
 from topograd.dsl.build import build_graph
 from topograd.dsl.commands.common import FAILED, OK, USAGE, fail, load_spec
+from topograd.dsl.datasets import data_record
+from topograd.dsl.run_folder import RunFolder, check_writable, resume_target
 from topograd.dsl.training import (
     CommandError,
     build_or_report,
@@ -37,7 +45,6 @@ from topograd.dsl.training import (
     label,
     metrics_table,
     number,
-    output_folder,
     plot_losses,
     positive_int,
     rows_of,
@@ -58,6 +65,7 @@ from topograd.engine.train.ensemble import (
     EnsembleResult,
     accuracy,
     predict_proba,
+    save_ensemble,
     snapshot_ensemble,
 )
 from topograd.engine.train.fit import best_path, fit
@@ -86,6 +94,11 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument("--no-plots", action="store_true", help="do not save the curves")
     parser.add_argument(
+        "--full",
+        action="store_true",
+        help="graph files: also print every value and gradient whole (numpy's printing)",
+    )
+    parser.add_argument(
         "--backend",
         choices=("numpy", "torch"),
         default="numpy",
@@ -97,7 +110,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument(
         "--nproc",
         type=positive_int,
-        help="with --backend torch: train on N processes of this machine (DistributedDataParallel)",
+        help="with --backend torch: train on N processes of this machine "
+        "(DistributedDataParallel); started by torchrun, its WORLD_SIZE",
     )
 
 
@@ -107,28 +121,63 @@ def run(args) -> int:
     spec, source = load_spec(args.file)
     if spec is None:
         return USAGE
+    role = contextlib.nullcontext()
     if args.backend == "torch":
         from topograd.dsl.torch_backend import TorchMissingError, require_torch
 
         try:
             require_torch()
-        except TorchMissingError as error:
+            role = _torchrun_role(args)
+        except (TorchMissingError, CommandError) as error:
             return fail(str(error))
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), role:
             warnings.simplefilter("ignore", InitialLossWarning)  # fit prints it itself
             return _dispatch(with_settings(spec, args.epochs, args.seed), source, args)
     except CommandError as error:
         return fail(str(error))
 
 
+def _torchrun_role(args):
+    """Started by torchrun, each process runs this command: --nproc is WORLD_SIZE (a
+    different --nproc is refused), and every rank but 0 trains its share and keeps nothing
+    (no output, its files in a scratch folder removed at the end; rank 0 sends it the state
+    to resume from). A context to run the command in."""
+    from topograd.dsl.torch_backend.distributed import torchrun_world
+
+    try:
+        launched = torchrun_world()
+    except ValueError as error:
+        raise CommandError(str(error)) from None
+    if launched is None:
+        return contextlib.nullcontext()
+    rank, world = launched
+    if args.nproc is not None and args.nproc != world:
+        raise CommandError(
+            f"--nproc {args.nproc}, but torchrun started {world} processes (WORLD_SIZE): "
+            f"leave --nproc out or give {world}"
+        )
+    args.nproc = world
+    if rank == 0:
+        return contextlib.nullcontext()
+    scratch = tempfile.TemporaryDirectory(prefix=f"topograd-rank{rank}-")
+    args.out, args.resume, args.metrics = scratch.name, False, None
+    args.no_plots = args.no_progress = True
+    quiet = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115 (closed by the stack)
+    stack = contextlib.ExitStack()
+    stack.enter_context(scratch)
+    stack.enter_context(quiet)
+    stack.enter_context(contextlib.redirect_stdout(quiet))
+    return stack
+
+
 def _dispatch(spec, source, args) -> int:
     if spec.network is not None and spec.train is not None:
         train = spec.train
-        if args.resume and (train.checkpoint is None or len(train.optimizers) > 1):
+        if args.resume and (len(train.optimizers) > 1 or train.ensemble is not None):
             raise CommandError(
-                "--resume continues a single run from the train section's checkpoint: "
-                'add `checkpoint "run.ckpt"` to the train section'
+                "--resume continues a single run; a comparison of optimizers or an ensemble "
+                "starts again"
             )
         if args.backend == "torch" and (
             spec.range_test is not None
@@ -140,14 +189,26 @@ def _dispatch(spec, source, args) -> int:
                 f"ensembles; {what} runs on the numpy engine (leave out --backend torch)"
             )
         if spec.range_test is not None:
-            return _range_test(spec, source, args)
-        if train.ensemble is not None and train.ensemble.name == "snapshot":
-            return _snapshot(spec, source, args)
-        if train.ensemble is not None:
-            return _independent(spec, source, args)
-        if len(train.optimizers) > 1:
-            return _compare(spec, source, args)
-        return _single(spec, source, args)
+            job = _range_test
+        elif train.ensemble is not None and train.ensemble.name == "snapshot":
+            job = _snapshot
+        elif train.ensemble is not None:
+            job = _independent
+        elif len(train.optimizers) > 1:
+            job = _compare
+        else:
+            job = _single
+        _prepare_outputs(spec, source, args)
+        try:
+            status = job(spec, source, args)
+        except KeyboardInterrupt:
+            return _interrupted(args, source)
+        except CommandError:
+            args.folder.finish("failed")
+            raise
+        ended = {OK: "finished", FAILED: "diverged"}.get(status, "failed")
+        args.folder.finish(ended)
+        return status
     if spec.graphs:
         return _graphs(spec, args)
     what = "a network but no train section" if spec.network else "no network and no graph"
@@ -155,6 +216,58 @@ def _dispatch(spec, source, args) -> int:
         f"{source.name} has {what}: `run` trains a network with a train section "
         "(loss, optimizer) or evaluates graphs"
     )
+
+
+def _prepare_outputs(spec, source, args) -> None:
+    """Before any training: the run's folder (a new one, or the one `--resume` continues),
+    made and recorded, and every other place the run will write checked writable, so that
+    nothing trained is lost to an output that fails at the end."""
+    args.state = None  # where fit keeps the training state at every epoch end
+    folder = None
+    if args.resume:
+        folder, args.state = resume_target(source, spec.train.checkpoint, args.out)
+        if folder is not None:
+            check_writable(folder.path)
+            folder.write_record(status="running", resumed=True)
+    if folder is None:
+        overrides = {
+            "epochs": args.epochs,
+            "seed": args.seed,
+            "backend": args.backend if args.backend != "numpy" else None,
+            "device": args.device,
+            "nproc": args.nproc,
+            "resume": args.resume,
+        }
+        folder = RunFolder.create(args.out, source, overrides)
+    args.folder = folder
+    if spec.train.checkpoint is not None:
+        check_writable(Path(spec.train.checkpoint).parent)
+        args.state = Path(spec.train.checkpoint)
+    elif args.state is None:
+        args.state = folder.last
+    if args.metrics:
+        check_writable(Path(args.metrics).parent)
+    print(f"run folder: {folder.path}")
+
+
+def _interrupted(args, source) -> int:
+    """Ctrl-C: say what is kept and how to go on."""
+    args.folder.finish("interrupted")
+    state = args.state
+    if state is not None and Path(state).is_file():
+        again = f"topograd run {source.name} --resume"
+        if args.out:
+            again += f" --out {args.out}"
+        print(
+            f"topograd: interrupted; the training state of the last finished epoch is in "
+            f"{state}; continue with: {again}",
+            file=sys.stderr,
+        )
+    else:
+        print(
+            "topograd: interrupted before the first epoch ended; nothing to resume", file=sys.stderr
+        )
+    return 130
 
 
 # --- one training run ----------------------------------------------------------------------------
@@ -172,8 +285,10 @@ def _fit(built, args, optimizer_index: int = 0, **options) -> tuple[History, flo
         raise CommandError(f"cannot resume: {error}") from None
     except (ValueError, TypeError) as error:
         raise CommandError(str(error)) from None
+    except BrokenPipeError:
+        raise  # `topograd run FILE | head`: the reader left (the command line stops quietly)
     except OSError as error:
-        raise cannot_write(error.filename or built.spec.train.checkpoint, error) from None
+        raise cannot_write(error.filename or args.state, error) from None
     return history, time.perf_counter() - started
 
 
@@ -194,12 +309,14 @@ def _single(spec, source, args) -> int:
     built = build_or_report(spec, source)
     if built is None:
         return USAGE
-    options = fit_arguments(built, show_progress(args.no_progress), resume=args.resume)
+    options = fit_arguments(
+        built, show_progress(args.no_progress), resume=args.resume, checkpoint=args.state
+    )
     history, seconds = _fit(built, args, **options)
     metrics = final_metrics(built, history, seconds)
     print()
     print(metrics_table(metrics))
-    out = output_folder(args.out, args.file)
+    out = args.folder.path
     if not args.no_plots:
         paths = save_plots(history, out)
         print(f"curves: {', '.join(str(p) for p in paths)}")
@@ -223,6 +340,9 @@ def _save_model(built, history: History, metrics: dict, path):
     """The model with its optimizer and schedule, for `topograd eval` (atomic); its epoch is
     the one whose weights the model holds."""
     numbers = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
+    extra = {"metrics": numbers}
+    if built.spec.data is not None:  # what `eval` checks the model file's data against
+        extra["data"] = data_record(built.spec.data, built.data.preprocess)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         return save_checkpoint(
@@ -233,7 +353,7 @@ def _save_model(built, history: History, metrics: dict, path):
             rngs={},
             epoch=history.best_epoch if history.stopped else len(history.epochs),
             step=history.steps,
-            extra={"metrics": numbers},
+            extra=extra,
         )
     except OSError as error:
         raise cannot_write(path, error) from None
@@ -277,7 +397,7 @@ def _compare(spec, source, args) -> int:
     if spec.train.checkpoint is not None:
         print("(no checkpoint is written when comparing optimizers)")
     if not args.no_plots:
-        out = output_folder(args.out, args.file)
+        out = args.folder.path
         path = plot_losses(histories, out / "compare.png", "optimizers from the same start")
         print(f"curves: {path}")
     if args.metrics:
@@ -290,6 +410,11 @@ def _eval_split(built) -> tuple[str, object]:
     """Ensembles are scored on the test split, or on the validation split without one."""
     for name in ("test", "val"):
         part = rows_of(getattr(built.data.splits, name))
+        if part is not None and part.regression:
+            raise CommandError(
+                "an ensemble averages the members' predicted class probabilities: it needs "
+                "class labels, and this file's targets are real-valued (a regression)"
+            )
         if part is not None:
             return name, part
     raise CommandError("an ensemble is scored on held-out data: give the data section test or val")
@@ -333,7 +458,20 @@ def _snapshot(spec, source, args) -> int:
     print()
     print(result.table())
     _print_gain(result.single_accuracy, result.ensemble_accuracy, split, "the final model")
-    return _finish_ensemble(built, history, metrics, args, _outcome(*result.histories))
+    ends = np.cumsum([len(h.epochs) for h in result.histories])
+    first_averaged = len(result.snapshots) - result.last
+    members = [
+        {
+            "name": f"snapshot {index + 1}",
+            "state": state,
+            "averaged": index >= first_averaged,
+            "epoch": int(ends[index]),
+            f"{split}_accuracy": score,
+        }
+        for index, (state, score) in enumerate(zip(result.snapshots, result.snapshot_accuracies))
+    ]
+    ensemble = ("snapshot", members, split, result.ensemble_accuracy)
+    return _finish_ensemble(built, history, metrics, args, _outcome(*result.histories), ensemble)
 
 
 def _independent(spec, source, args) -> int:
@@ -348,6 +486,8 @@ def _independent(spec, source, args) -> int:
         built = build_or_report(with_settings(spec, seed=seed), source)
         if built is None:
             return USAGE
+        if not members:
+            _eval_split(built)  # refused before any training, not after
         history, _ = _fit(
             built, args, **fit_arguments(built, show_progress(args.no_progress), checkpoint=None)
         )
@@ -370,11 +510,23 @@ def _independent(spec, source, args) -> int:
     print(result.table())
     _print_gain(result.single_accuracies[0], result.ensemble_accuracy, split, f"seed {first}")
     if not args.no_plots:
-        out = output_folder(args.out, args.file)
+        out = args.folder.path
         curves = {f"seed {s}": h for s, (_, h) in zip(seeds, members)}
         print(f"members: {plot_losses(curves, out / 'members.png', 'ensemble members')}")
     status = _outcome(*(h for _, h in members))
-    return _finish_ensemble(built, history, metrics, args, status)
+    saved = [
+        {
+            "name": f"seed {seed}",
+            "state": model.model.state_dict(),
+            "averaged": seed not in result.excluded,
+            "epoch": trained.best_epoch if trained.stopped else len(trained.epochs),
+            "seed": seed,
+            f"{split}_accuracy": score,
+        }
+        for seed, (model, trained), score in zip(seeds, members, result.single_accuracies)
+    ]
+    ensemble = ("independent", saved, split, result.ensemble_accuracy)
+    return _finish_ensemble(built, history, metrics, args, status, ensemble)
 
 
 def _ensemble_result(seeds, members, part) -> EnsembleResult:
@@ -405,17 +557,36 @@ def _print_gain(single: float, ensemble: float, split: str, which: str) -> None:
     )
 
 
-def _finish_ensemble(built, history, metrics, args, status: int) -> int:
-    """The single model's curves and checkpoint, and the metrics file."""
-    out = output_folder(args.out, args.file)
+def _finish_ensemble(built, history, metrics, args, status: int, ensemble) -> int:
+    """The single model's curves and checkpoint, every member's checkpoint with the listing
+    that `topograd eval --checkpoint <run folder>` reads, and the metrics file. `ensemble` is
+    (kind, members for engine.train.ensemble.save_ensemble, eval split, ensemble accuracy)."""
+    out = args.folder.path
     if not args.no_plots:
         print(f"curves: {', '.join(str(p) for p in save_plots(history, out))}")
     path = built.spec.train.checkpoint
     saved = _save_model(built, history, metrics, out / "model.ckpt" if path is None else Path(path))
     print(f"checkpoint (the single model): {saved}")
+    kind, members, split, score = ensemble
+    extra = None
+    if built.spec.data is not None:  # what `eval` checks the model file's data against
+        extra = {"data": data_record(built.spec.data, built.data.preprocess)}
+    info = {"kind": kind, "split": split, f"{split}_accuracy": score}
+    try:
+        listing = save_ensemble(out / ENSEMBLE, built.model, members, info=info, extra=extra)
+    except OSError as error:
+        raise cannot_write(error.filename or out / ENSEMBLE, error) from None
+    averaged = sum(member["averaged"] for member in members)
+    which = "all averaged" if averaged == len(members) else f"{averaged} averaged"
+    print(f"ensemble: {listing} ({len(members)} members in {out / 'members'}, {which})")
+    print(f"  topograd eval {args.file} --checkpoint {out}")
+    metrics["ensemble"] = str(listing)
     if args.metrics:
         write_json(args.metrics, metrics)
     return status
+
+
+ENSEMBLE = "ensemble.json"  # beside members/member_<i>.ckpt in the run folder
 
 
 def _joined(histories: list[History]) -> History:
@@ -486,7 +657,7 @@ def _range_test(spec, source, args) -> int:
         print(f"the smoothed loss was lowest at lr {lowest:.3g}")
         print(f"suggested lr: {result.suggestion:.3g} (a tenth of that)")
     if not args.no_plots:
-        out = output_folder(args.out, args.file)
+        out = args.folder.path
         path = write_atomically(out / "lr_range_test.png", result.plot)
         print(f"plot: {path}")
     if args.metrics:
@@ -527,16 +698,54 @@ def _graphs(spec, args) -> int:
                     "shape": list(tensor.shape),
                     "value": _stats(tensor.data),
                     "grads": {out: _stats(g) for out, g in zip(grads, found)},
+                    **_values(tensor.data, dict(zip(grads, found))),
                 }
             )
         print(f"graph {graph.name}")
         print(table(["name", "role", "shape", "value", *columns], rows, left=3))
         for note in notes:
             print(f"note: {note}")
+        if args.full:
+            _print_whole(values, grads)
         document[graph.name] = records
     if args.metrics:
         write_json(args.metrics, {"graphs": document})
     return OK
+
+
+VALUES_LIMIT = 1000  # --metrics lists a tensor's values up to this size (numpy's threshold)
+
+
+def _values(value, grads: dict) -> dict:
+    """--metrics' whole values: `values` (nested lists) and `grad_values` (one per output with
+    a gradient), for tensors of at most VALUES_LIMIT elements."""
+    found = {}
+    if np.size(value) <= VALUES_LIMIT:
+        found["values"] = np.asarray(value, dtype=np.float64).tolist()
+    whole = {
+        out: np.asarray(g, dtype=np.float64).tolist()
+        for out, g in grads.items()
+        if g is not None and np.size(g) <= VALUES_LIMIT
+    }
+    if whole:
+        found["grad_values"] = whole
+    return found
+
+
+def _print_whole(values, grads: dict) -> None:
+    """`--full`: every tensor's value and gradients, whole, with numpy's printing."""
+    for name, tensor in values.tensors.items():
+        print(f"\n{name} ({values.roles[name]}, shape {tuple(tensor.shape)})")
+        print(f"value =\n{_whole(tensor.data)}")
+        for out, found in grads.items():
+            grad = found.get(tensor.id)
+            if grad is not None:
+                label = "grad" if len(grads) == 1 else f"grad {out}"
+                print(f"{label} =\n{_whole(grad)}")
+
+
+def _whole(array) -> str:
+    return np.array2string(np.asarray(array), threshold=sys.maxsize, separator=" ")
 
 
 def _stats(array):

@@ -5,32 +5,55 @@ is parsed once), so a value that breaks the file (a width that no longer fits a 
 failed trial with the checker's message, not a crash. Trials train with the file's settings
 for the search's `epochs` (the train section's when not given), all from the same seed, and
 are ranked by the search's metric; the best values are printed as `let` lines to paste back.
+
+A search gets its own run folder (dsl.run_folder: `runs/<file stem>/N`, or `--out`) holding
+the file as it was read, `run.json`, and, written after every trial, `search.json` (the
+settings and every finished trial, exactly) and `search.csv`. At the end the folder also holds
+`search.png`, `best.tg` (the file with the best trial's `let` values) and `best.ckpt` (that
+trial's trained model, saved when it finished, so `topograd eval best.tg --checkpoint
+best.ckpt` works). `--resume` continues the newest search of the file (or `--out`'s): the
+recorded trials are not run again, and the same seed draws the same remaining trials.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import sys
+from pathlib import Path
 
+from topograd.dsl import ast
 from topograd.dsl.build import build, distribution
 from topograd.dsl.check import check
 from topograd.dsl.commands.common import FAILED, OK, USAGE, fail, source_of
+from topograd.dsl.datasets import data_record
 from topograd.dsl.errors import DslError
 from topograd.dsl.parser import parse
+from topograd.dsl.run_folder import RUNS, RunFolder, file_hash, numbered_runs, read_record
 from topograd.dsl.training import (
     CommandError,
+    cannot_write,
     fit_arguments,
-    output_folder,
     positive_int,
     report,
     write_atomically,
+    write_json,
 )
+from topograd.engine.train.checkpoint import CheckpointError, checkpoint_info, save_checkpoint
 from topograd.engine.train.fit import fit
-from topograd.engine.train.search import TrialResult, coarse_to_fine, random_search
+from topograd.engine.train.search import (
+    SearchResult,
+    Trial,
+    TrialResult,
+    coarse_to_fine,
+    random_search,
+)
 from tqdm import tqdm
 
 INVALID = "invalid"
 ERROR = "error"
+RECORD = "search.json"
+BEST_FILE, BEST_CHECKPOINT = "best.tg", "best.ckpt"
 
 
 def add_parser(subparsers) -> None:
@@ -38,15 +61,24 @@ def add_parser(subparsers) -> None:
         "search",
         help="run the file's hyperparameter search",
         description="Sample the search section's distributions, train once per trial, rank "
-        "the trials and print the best values as `let` lines.",
+        "the trials and print the best values as `let` lines. The search's folder keeps "
+        "search.json and search.csv (written after every trial, so --resume runs only the "
+        "missing ones), best.tg (the file with the best values) and best.ckpt (that trial's "
+        "model).",
     )
     parser.add_argument("file", help="the model file (.tg) with a search section")
     parser.add_argument(
         "--trials", type=positive_int, help="trials per stage instead of the file's"
     )
-    parser.add_argument("--out", help="folder for search.csv and search.png (runs/<file stem>)")
+    parser.add_argument("--out", help="the search's folder (default: the next runs/<file stem>/N)")
     parser.add_argument("--seed", type=int, help="the seed that draws the trials instead")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the newest search of this file (or --out's): trials recorded in its "
+        "search.json are not run again",
+    )
 
 
 def run(args) -> int:
@@ -62,18 +94,31 @@ def run(args) -> int:
     if spec.search is None:
         return fail(f"{source.name} has no search section")
     search = spec.search
-    trials = args.trials or search.trials
-    seed = search.seed if args.seed is None else args.seed
-    space = {name: distribution(entry) for name, entry in search.space.items()}
+    try:
+        folder, recorded = _folder(source, args)
+        settings = _settings(search, spec, args, recorded)
+    except CommandError as error:
+        return fail(str(error))
+    try:
+        done = [Trial.from_dict(trial) for trial in recorded.get("trials", [])]
+    except ValueError as error:
+        return fail(f"--resume: {folder.path / RECORD}: {error}")
+    print(f"search folder: {folder.path}")
+    if done:
+        print(f"resuming: {len(done)} trials recorded in {folder.path / RECORD} are not run again")
+    total = settings["trials"] * search.stages
     bar = tqdm(
-        total=trials * search.stages,
+        total=total,
+        initial=min(len(done), total),
         desc="search",
         unit="trial",
         file=sys.stderr,
         disable=True if args.no_progress else None,  # None: off when stderr is no tty
         dynamic_ncols=True,
     )
-    objective = _Objective(program, source, search.epochs or spec.train.epochs, search.metric)
+    objective = _Objective(program, source, settings, folder.path, done)
+    space = {name: distribution(entry) for name, entry in search.space.items()}
+    recorder = _Recorder(folder.path, settings, list(space), done)
 
     def counted(params):
         try:
@@ -81,47 +126,194 @@ def run(args) -> int:
         finally:
             bar.update(1)
 
-    options = {"seed": seed, "minimize": search.minimize, "log": bar.write}
+    options = {
+        "seed": settings["seed"],
+        "minimize": search.minimize,
+        "log": bar.write,
+        "done": done,
+        "on_trial": recorder,
+    }
     try:
+        recorder.write()  # before the first trial: an interrupted search resumes from here
         if search.stages == 1:
-            result = random_search(space, counted, trials, **options)
+            result = random_search(space, counted, settings["trials"], **options)
         else:
             result = coarse_to_fine(
                 space,
                 counted,
-                trials,
+                settings["trials"],
                 stages=search.stages,
                 shrink=search.shrink,
                 top=search.top,
                 **options,
             )
-    except ValueError as error:  # a setting only the search itself can judge (shrink 1)
-        return fail(f"search: {error}")
-    finally:
+    except KeyboardInterrupt:
         bar.close()
+        return _interrupted(folder, source, args, len(recorder.trials), total)
+    except ValueError as error:  # a setting only the search itself can judge (shrink 1)
+        bar.close()
+        folder.finish("failed")
+        return fail(f"search: {error}")
+    except CommandError as error:  # a trial's checkpoint could not be written
+        bar.close()
+        folder.finish("failed")
+        return fail(str(error))
+    bar.close()
     print()
     print(result.table())
     try:
-        _write(result, output_folder(args.out, args.file), search.metric)
+        _write(result, folder.path, search.metric)
+        if not any(trial.result.ok for trial in result.trials):
+            folder.finish("failed")
+            print("topograd: every trial failed", file=sys.stderr)
+            return FAILED
+        best = result.best
+        print(f"\n# best: trial {best.number}, {search.metric} {best.value:.4f}")
+        for name, value in best.params.items():
+            print(f"let {name} = {_literal(value)}")
+        _write_best(program, source, best, objective, folder.path, search.metric)
     except CommandError as error:
+        folder.finish("failed")
         return fail(str(error))
-    if not any(trial.result.ok for trial in result.trials):
-        print("topograd: every trial failed", file=sys.stderr)
-        return FAILED
-    best = result.best
-    print(f"\n# best: trial {best.number}, {search.metric} {best.value:.4f}")
-    for name, value in best.params.items():
-        print(f"let {name} = {_literal(value)}")
+    folder.finish("finished", best_trial=best.number)
     return OK
 
 
-class _Objective:
-    """One trial: check the file with the trial's values, build it, train it briefly."""
+def _folder(source, args) -> tuple[RunFolder, dict]:
+    """The search's folder and what it recorded: a new folder and {}, or with --resume the
+    folder of the search to continue and its search.json."""
+    if not args.resume:
+        overrides = {"trials": args.trials, "seed": args.seed}
+        return RunFolder.create(args.out, source, overrides), {}
+    if args.out:
+        path = Path(args.out)
+        if not (path / RECORD).is_file():
+            raise CommandError(
+                f"--resume: {path / RECORD} does not exist (no search was saved there)"
+            )
+    else:
+        path = _latest_search(source)
+    try:
+        recorded = json.loads((path / RECORD).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise CommandError(f"--resume: cannot read {path / RECORD}: {error}") from None
+    if not isinstance(recorded, dict) or not isinstance(recorded.get("trials"), list):
+        raise CommandError(f"--resume: {path / RECORD} is not a search record")
+    if recorded.get("sha256") != file_hash(source.text):
+        raise CommandError(
+            f"--resume: {source.name} changed since the search in {path} started (it holds the "
+            "file as it was, model.tg); its trials would not be this file's: start a new search "
+            "without --resume"
+        )
+    folder = RunFolder(path, source)
+    folder.write_record(status="running", resumed=True)
+    return folder, recorded
 
-    def __init__(self, program, source, epochs: int, metric: str):
-        self.program, self.source, self.epochs, self.metric = program, source, epochs, metric
+
+def _latest_search(source) -> Path:
+    """The newest numbered folder under runs/<file stem> holding a search of this very file."""
+    wanted = str(Path(source.name).resolve())
+    base = RUNS / Path(source.name).stem
+    for path in reversed(numbered_runs(base)):
+        if read_record(path).get("file") == wanted and (path / RECORD).is_file():
+            return path
+    raise CommandError(
+        f"--resume: no earlier search of {source.name} under {base} left a {RECORD}; "
+        "start it without --resume"
+    )
+
+
+def _settings(search, spec, args, recorded: dict) -> dict:
+    """What decides the trials (the seed, the trials per stage) and how they train; a resumed
+    search keeps its own, and a --seed or --trials that differs from them is refused."""
+    settings = {
+        "seed": search.seed if args.seed is None else args.seed,
+        "trials": args.trials or search.trials,
+        "stages": search.stages,
+        "epochs": search.epochs or spec.train.epochs,
+        "metric": search.metric,
+        "minimize": search.minimize,
+    }
+    saved = recorded.get("settings")
+    if saved is None:
+        return settings
+    for option, name in (("--seed", "seed"), ("--trials", "trials")):
+        given = getattr(args, name)
+        if given is not None and given != saved.get(name):
+            raise CommandError(
+                f"--resume: the search was recorded with {option} {saved.get(name)}, not {given}: "
+                "the remaining trials are drawn as it drew them"
+            )
+    settings.update({name: saved[name] for name in ("seed", "trials") if name in saved})
+    return settings
+
+
+def _interrupted(folder, source, args, recorded: int, total: int) -> int:
+    folder.finish("interrupted")
+    again = f"topograd search {source.name} --resume"
+    if args.out:
+        again += f" --out {args.out}"
+    print(
+        f"topograd: interrupted after {recorded} of {total} trials, recorded in "
+        f"{folder.path / RECORD}; continue with: {again}",
+        file=sys.stderr,
+    )
+    return 130
+
+
+class _Recorder:
+    """Keeps search.json and search.csv up to date: called with every new trial."""
+
+    def __init__(self, folder: Path, settings: dict, names: list[str], done: list[Trial]):
+        self.folder, self.settings, self.names = folder, settings, names
+        self.trials = list(done)
+
+    def __call__(self, trial: Trial) -> None:
+        self.trials.append(trial)
+        self.write()
+
+    def write(self) -> None:
+        sha = read_record(self.folder).get("sha256")
+        record = {
+            "sha256": sha,
+            "settings": self.settings,
+            "trials": [trial.to_dict() for trial in self.trials],
+        }
+        write_json(self.folder / RECORD, record)
+        table = SearchResult(self.trials, [], param_names=self.names)
+        write_atomically(self.folder / "search.csv", table.write_csv)
+
+
+class _Objective:
+    """One trial: check the file with the trial's values, build it, train it briefly; the
+    model of every trial that beats the best so far is saved as best.ckpt at once."""
+
+    def __init__(self, program, source, settings: dict, folder: Path, done: list[Trial]):
+        self.program, self.source, self.folder = program, source, folder
+        self.epochs, self.metric = settings["epochs"], settings["metric"]
+        self.minimize = settings["minimize"]
+        self.number = len(done)  # the number of the next trial the search runs
+        finished = [t.value for t in done if t.result.ok]
+        self.best = (min if self.minimize else max)(finished) if finished else None
 
     def __call__(self, params: dict) -> TrialResult:
+        number, self.number = self.number, self.number + 1
+        outcome = self.train(params)
+        if isinstance(outcome, TrialResult):
+            return outcome
+        built, history, result = outcome
+        if result.ok and math.isfinite(result.value) and self._beats(result.value):
+            self.best = result.value
+            self.save(built, history, number, params, result.value)
+        return result
+
+    def _beats(self, value: float) -> bool:
+        if self.best is None:
+            return True
+        return value < self.best if self.minimize else value > self.best
+
+    def train(self, params: dict):
+        """(built, history, result) of one trial, or the failed trial's TrialResult."""
         try:
             built = build(check(self.program, self.source, overrides=params), self.source)
         except DslError as error:
@@ -133,7 +325,87 @@ class _Objective:
             history = fit(built.model, built.data.splits.train, built.optimizer, **options)
         except (ValueError, TypeError) as error:
             return TrialResult(math.nan, status=ERROR, reason=str(error))
-        return TrialResult.from_history(history, self.metric)
+        return built, history, TrialResult.from_history(history, self.metric)
+
+    def save(self, built, history, number: int, params: dict, value: float) -> Path:
+        """best.ckpt: the trial's model with its optimizer and schedule, the data it was
+        trained on (what `eval` checks) and which trial it is."""
+        extra = {"search": {"trial": number, "params": params, self.metric: value}}
+        if built.spec.data is not None:
+            extra["data"] = data_record(built.spec.data, built.data.preprocess)
+        path = self.folder / BEST_CHECKPOINT
+        try:
+            return save_checkpoint(
+                path,
+                built.model,
+                built.optimizer,
+                built.schedule,
+                rngs={},
+                epoch=history.best_epoch if history.stopped else len(history.epochs),
+                step=history.steps,
+                extra=extra,
+            )
+        except OSError as error:
+            raise cannot_write(path, error) from None
+
+
+def _write_best(program, source, best: Trial, objective: _Objective, folder: Path, metric):
+    """best.tg, and best.ckpt when it is not the best trial's already (a search resumed from
+    a record whose checkpoint went missing): the best trial trained again, which repeats it."""
+    header = (
+        f"# the best trial of a search of {source.name}: trial {best.number}, {metric} "
+        f"{best.value:.6g}; its `let` values below, the rest as the file was\n"
+    )
+    text = header + with_lets(program, source.text, best.params)
+    best_file = folder / BEST_FILE
+    write_atomically(best_file, lambda temporary: temporary.write_text(text, encoding="utf-8"))
+    checkpoint = folder / BEST_CHECKPOINT
+    if _saved_trial(checkpoint) != best.number:
+        print(f"training trial {best.number} again for {checkpoint}")
+        outcome = objective.train(best.params)
+        if isinstance(outcome, TrialResult):
+            raise CommandError(f"trial {best.number} failed when trained again: {outcome.reason}")
+        built, history, _ = outcome
+        objective.save(built, history, best.number, best.params, best.value)
+    print(f"best model: {best_file} (the file with these values), {checkpoint} (its weights)")
+    print(f"  topograd eval {best_file} --checkpoint {checkpoint}")
+
+
+def _saved_trial(path: Path) -> int | None:
+    """Which trial best.ckpt holds (None when there is none, or it cannot be read)."""
+    try:
+        extra = checkpoint_info(path).extra
+    except (OSError, CheckpointError):
+        return None
+    search = extra.get("search") if isinstance(extra, dict) else None
+    return search.get("trial") if isinstance(search, dict) else None
+
+
+def with_lets(program, text: str, values: dict) -> str:
+    """`text` with the value of each `let` named in `values` replaced by that value, written
+    exactly (a float with all its digits); everything else, comments included, as it was."""
+    lines = text.splitlines(keepends=True)
+    starts = [0]
+    for line in lines:
+        starts.append(starts[-1] + len(line))
+
+    def offset(line: int, column: int) -> int:
+        return starts[line - 1] + column - 1
+
+    spans = []
+    for let in program.of_type(ast.Let):
+        if let.name in values:
+            where = let.value.pos
+            spans.append(
+                (
+                    offset(where.line, where.column),
+                    offset(where.end_line, where.end_column),
+                    let.name,
+                )
+            )
+    for begin, end, name in sorted(spans, reverse=True):
+        text = text[:begin] + _literal(values[name], exact=True) + text[end:]
+    return text
 
 
 def _write(result, folder, metric: str) -> None:
@@ -146,12 +418,12 @@ def _write(result, folder, metric: str) -> None:
         print(f"plot: {picture}")
 
 
-def _literal(value) -> str:
-    """A value as the model language writes it."""
+def _literal(value, exact: bool = False) -> str:
+    """A value as the model language writes it (a float to 6 digits, or every digit)."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
-        return f"{value:.6g}"
+        return repr(value) if exact else f"{value:.6g}"
     if isinstance(value, str):
-        return f'"{value}"'
+        return json.dumps(value, ensure_ascii=False)
     return str(value)

@@ -1,4 +1,5 @@
-"""`--nproc N`: one run trained by N processes of this machine with DistributedDataParallel.
+"""`--nproc N`: one run trained by N processes with DistributedDataParallel: processes this
+one starts on this machine, or those torchrun started (on one machine or several).
 
 `distributed_fit` starts N processes (torch.multiprocessing.spawn) that meet over loopback
 (MASTER_ADDR 127.0.0.1, a free port) in a process group: gloo on the CPU, NCCL with
@@ -32,10 +33,18 @@ A process's exception comes back to the calling process as JSON in error-RANK.js
 by name, message and traceback), never as a pickle: loading a file must not run code. The
 calling process rebuilds it from a fixed table of classes (`_REBUILT`) and raises rank 0's
 first.
+
+Under torchrun (RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT set: `torchrun_world`) nothing
+is spawned: every process runs the whole command itself, builds the file's objects (the same
+seed gives the same weights and batches), and `torchrun_fit` joins torchrun's process group
+(env://, once per process) and trains its shard in this process with the same Group. Rank 0
+reads a checkpoint to resume from and sends it to the others over the group (as bytes, never
+a pickle), so only rank 0's machine needs its files.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import dataclasses
 import functools
@@ -54,7 +63,7 @@ from topograd.dsl.torch_backend.fit import TorchRun, torch_device
 from topograd.dsl.training import replace_atomically
 from topograd.engine.data.datasets import DataError
 from topograd.engine.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from topograd.engine.train.fit import fit
+from topograd.engine.train.fit import best_path, fit
 from topograd.engine.train.history import History
 
 torch = require_torch()
@@ -97,6 +106,137 @@ def distributed_fit(
     return History.from_dict(info.extra["history"])
 
 
+# --- started by torchrun --------------------------------------------------------------------------
+TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+
+
+def torchrun_world() -> tuple[int, int] | None:
+    """(rank, world size) when torchrun (or a launcher that sets the same variables: RANK,
+    WORLD_SIZE, MASTER_ADDR, MASTER_PORT) started this process, else None. ValueError when
+    only some are set, or RANK and WORLD_SIZE are no ranks."""
+    found = {name: os.environ.get(name) for name in TORCHRUN_VARIABLES}
+    if all(value is None for value in found.values()):
+        return None
+    missing = [name for name, value in found.items() if value is None]
+    if missing:
+        if found["RANK"] is None and found["WORLD_SIZE"] is None:
+            return None  # MASTER_ADDR alone says nothing about this process
+        raise ValueError(
+            f"RANK and WORLD_SIZE are set but {' and '.join(missing)} not: start the processes "
+            "with torchrun, which sets all four"
+        )
+    try:
+        rank, world = int(found["RANK"]), int(found["WORLD_SIZE"])
+    except ValueError:
+        raise ValueError(
+            f"RANK {found['RANK']!r} and WORLD_SIZE {found['WORLD_SIZE']!r} must be whole numbers"
+        ) from None
+    if world < 1 or not 0 <= rank < world:
+        raise ValueError(f"RANK {rank} is not a rank of WORLD_SIZE {world}")
+    return rank, world
+
+
+def torchrun_fit(
+    built, *, nproc: int | None = None, device: str = "cpu", dtype=None, **options
+) -> History:
+    """engine.train.fit of `built` by this process as one of torchrun's: join its process
+    group (env://, once per process) and train this rank's shard of every batch, as the
+    processes `distributed_fit` spawns do. `nproc`, when given, must be WORLD_SIZE. The
+    final state is left in built.model, built.optimizer and built.schedule (the same in every
+    process); only rank 0 prints, shows the progress bar and writes checkpoints, and a
+    checkpoint that rank 0 resumes from is sent to the others."""
+    launched = torchrun_world()
+    if launched is None:
+        raise ValueError("torchrun_fit: this process was not started by torchrun (no RANK)")
+    rank, world = launched
+    if nproc is not None and nproc != world:
+        raise ValueError(
+            f"nproc {nproc}, but torchrun started {world} processes (WORLD_SIZE): give "
+            f"{world} or leave it out"
+        )
+    torch_device(device)
+    if device == "cuda":
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        if torch.cuda.device_count() <= local:
+            raise ValueError(
+                f"LOCAL_RANK {local} on cuda needs a GPU per process of this machine; "
+                f"{torch.cuda.device_count()} found"
+            )
+        torch.cuda.set_device(local)
+        where = torch.device("cuda", local)
+    else:
+        where = torch.device("cpu")
+    _join_torchrun("nccl" if device == "cuda" else "gloo", rank, world)
+    options = dict(options)
+    if rank != 0:
+        options.update(progress=False, log=None)
+    group = Group(rank, world)
+    runner = functools.partial(
+        TorchRun,
+        spec=built.spec,
+        device=where,
+        dtype=dtype,
+        group=group,
+        wrap=group.synchronize_batch_norm,
+        parallel=group.parallel,
+    )
+    with tempfile.TemporaryDirectory(prefix="topograd-resume-") as scratch:
+        options = _shared_resume(options, rank, Path(scratch), where)
+        return fit(built.model, built.data.splits.train, built.optimizer, runner=runner, **options)
+
+
+def _join_torchrun(backend: str, rank: int, world: int) -> None:
+    """Join torchrun's process group once per process (left when the process ends)."""
+    if dist.is_initialized():
+        return
+    dist.init_process_group(backend, init_method="env://", rank=rank, world_size=world)
+    atexit.register(_leave)
+
+
+def _leave() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def _shared_resume(options: dict, rank: int, scratch: Path, device) -> dict:
+    """Every rank resumes as rank 0 does: rank 0 sends the checkpoint it resumes from (and
+    its best-epoch twin) over the group, and the others resume from those copies. Without a
+    checkpoint to resume from, every rank starts afresh."""
+    checkpoint = options.get("checkpoint")
+    resumes = rank == 0 and options.get("resume") and checkpoint and Path(checkpoint).exists()
+    files = [Path(checkpoint), best_path(checkpoint)] if resumes else []
+    sent = _broadcast_bytes(files[0].read_bytes() if resumes else None, rank, device)
+    best = None
+    if resumes and files[1].exists():
+        best = files[1].read_bytes()
+    best = _broadcast_bytes(best, rank, device)
+    if rank == 0:
+        return options
+    if sent is None:
+        return dict(options, resume=False)
+    copy = scratch / "resume.ckpt"
+    copy.write_bytes(sent)
+    if best is not None:
+        best_path(copy).write_bytes(best)
+    return dict(options, resume=True, checkpoint=copy)
+
+
+def _broadcast_bytes(data: bytes | None, rank: int, device) -> bytes | None:
+    """Rank 0's `data` (or None) in every process, as a tensor of bytes (no pickle)."""
+    length = torch.tensor([-1 if data is None else len(data)], dtype=torch.int64, device=device)
+    dist.broadcast(length, src=0)
+    size = int(length.item())
+    if size <= 0:
+        return None if size < 0 else b""
+    if rank == 0:
+        buffer = torch.frombuffer(bytearray(data), dtype=torch.uint8).to(device)
+    else:
+        buffer = torch.empty(size, dtype=torch.uint8, device=device)
+    dist.broadcast(buffer, src=0)
+    return buffer.cpu().numpy().tobytes()
+
+
+# --- spawned processes ----------------------------------------------------------------------------
 def _check(built, nproc: int, device: str, options: dict) -> None:
     if isinstance(nproc, bool) or not isinstance(nproc, int) or nproc < 1:
         raise ValueError(f"nproc must be an integer >= 1, got {nproc!r}")

@@ -19,7 +19,8 @@ from the run's dropout generator (a numpy one that checkpoints save), so a resum
 the masks an uninterrupted one would. The numpy engine draws different masks: the two
 backends agree step for step only with dropout off.
 
-With `nproc` > 1, dsl.torch_backend.distributed trains on that many processes.
+With `nproc` > 1, dsl.torch_backend.distributed trains on that many processes; started by
+torchrun, this process trains as one of torchrun's (dsl.torch_backend.distributed.torchrun_fit).
 """
 
 from __future__ import annotations
@@ -61,18 +62,34 @@ torch = require_torch()
 
 
 def torch_fit(
-    built, *, device: str = "cpu", dtype=None, nproc: int = 1, optimizer_index: int = 0, **options
+    built,
+    *,
+    device: str = "cpu",
+    dtype=None,
+    nproc: int | None = None,
+    optimizer_index: int = 0,
+    **options,
 ) -> History:
     """engine.train.fit of `built` (dsl.build.Built) on PyTorch; returns the History.
 
     `options` are fit's keyword arguments (dsl.training.fit_arguments gives the file's);
     `device` is "cpu" or "cuda", `dtype` the torch dtype (default: the engine parameters',
     float64 -> torch.float64), `nproc` the number of processes (distributed.py, which builds
-    the file's optimizer number `optimizer_index` again in each). The final weights,
+    the file's optimizer number `optimizer_index` again in each; default 1). Started by
+    torchrun (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT set), this process joins torchrun's
+    group instead of starting any, and `nproc`, when given, must be WORLD_SIZE. The final weights,
     optimizer state and schedule position are left in `built.model`, `built.optimizer` and
     `built.schedule`. Raises UnsupportedError for a construct PyTorch has no counterpart for,
     ValueError for a bad option.
     """
+    from topograd.dsl.torch_backend.distributed import torchrun_world
+
+    if torchrun_world() is not None:
+        from topograd.dsl.torch_backend.distributed import torchrun_fit
+
+        return torchrun_fit(built, nproc=nproc, device=device, dtype=dtype, **options)
+    if nproc is None:
+        nproc = 1
     if nproc != 1:
         from topograd.dsl.torch_backend.distributed import distributed_fit
 

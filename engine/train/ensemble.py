@@ -11,6 +11,9 @@ get the members from one run: a cosine learning rate restarted every cycle (SGDR
 model into a new minimum each cycle, and the weights at the end of each cycle are a snapshot.
 The snapshots cost no more training than one model, yet differ enough to make an ensemble.
 
+An ensemble is kept on disk as one checkpoint per member and a small JSON listing them and
+how they combine (`save_ensemble`, `load_ensemble`), so it can be evaluated later.
+
 >>> from topograd.engine import nn
 >>> from topograd.engine.optim import SGD
 >>> from topograd.engine.data.datasets import make_moons, split
@@ -27,10 +30,12 @@ The snapshots cost no more training than one model, yet differ enough to make an
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import numbers
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 from topograd.engine import Tensor, manual_seed, no_grad
@@ -41,6 +46,7 @@ from topograd.engine.optim.schedules import (
     LRGroups,
     MultiStepLR,
 )
+from topograd.engine.train.checkpoint import save_checkpoint
 from topograd.engine.train.checks import as_arrays
 from topograd.engine.train.fit import fit
 
@@ -66,7 +72,8 @@ def predict_proba(model, x, batch_size: int = 1024) -> np.ndarray:
     Eval mode matters: batch norm must use its running statistics and dropout must be off,
     or the prediction depends on the batch and on chance. Every module's mode is put back
     afterwards, so this is safe to call in the middle of training. Batching bounds memory on
-    large inputs and, in eval mode, does not change the result.
+    large inputs and, in eval mode, does not change the result. A model with one output (the
+    logit of a binary problem, as `bce_with_logits` trains) gives (N, 2): 1 - sigmoid, sigmoid.
     """
     _check_batch_size(batch_size)
     x = np.asarray(x.data if isinstance(x, Tensor) else x)
@@ -75,7 +82,7 @@ def predict_proba(model, x, batch_size: int = 1024) -> np.ndarray:
     try:
         with no_grad():
             parts = [
-                F.softmax(model(Tensor(x[start : start + batch_size])), axis=1).data
+                _probabilities(model(Tensor(x[start : start + batch_size])))
                 for start in range(0, len(x), batch_size)
             ]
     finally:
@@ -84,6 +91,15 @@ def predict_proba(model, x, batch_size: int = 1024) -> np.ndarray:
     if not parts:
         raise ValueError("predict_proba: x has no rows")
     return np.concatenate(parts)
+
+
+def _probabilities(outputs: Tensor) -> np.ndarray:
+    """Class probabilities from a batch of outputs: softmax over C > 1 logits; for one logit
+    z (shape (N,) or (N, 1)), the two classes' 1 - sigmoid(z) and sigmoid(z)."""
+    if outputs.ndim == 1 or (outputs.ndim == 2 and outputs.shape[1] == 1):
+        positive = F.sigmoid(outputs).data.reshape(-1, 1)
+        return np.concatenate([1.0 - positive, positive], axis=1)
+    return F.softmax(outputs, axis=1).data
 
 
 def ensemble_proba(models: Sequence, x, batch_size: int = 1024) -> np.ndarray:
@@ -496,13 +512,121 @@ def train_single(
     )
 
 
+# --- ensembles on disk -------------------------------------------------------------------
+
+ENSEMBLE_FORMAT = "topograd ensemble"
+COMBINE = "mean of the averaged members' predicted probabilities"
+
+
+@dataclass(frozen=True)
+class SavedMember:
+    """One member of a saved ensemble: its name, checkpoint, whether the ensemble averages it
+    (a member predicting non-finite values, or a snapshot before the last k, is not), and the
+    other fields its listing holds (its accuracy, seed, epoch)."""
+
+    name: str
+    checkpoint: Path
+    averaged: bool
+    info: dict
+
+
+@dataclass(frozen=True)
+class SavedEnsemble:
+    """What `load_ensemble` reads: the listing's path, its members and its other fields."""
+
+    path: Path
+    members: list[SavedMember]
+    info: dict
+
+    @property
+    def averaged(self) -> list[SavedMember]:
+        return [member for member in self.members if member.averaged]
+
+
+def save_ensemble(path, model, members: Sequence[Mapping], *, info=None, extra=None) -> Path:
+    """Write each member's weights as a checkpoint, `members/member_<i>.ckpt` (i from 1) beside
+    `path`, and `path`, a JSON listing of them (paths relative to it) with how they combine
+    (the mean of the averaged members' predicted probabilities, as `ensemble_proba`) and
+    `info`. Returns `path`.
+
+    Each member is a mapping with "name" and "state" (a state dict of `model`'s architecture,
+    loaded into `model` to be saved; the model's own weights come back afterwards), and
+    optionally "averaged" (default True), "epoch", and other JSON fields for the listing.
+    `extra` goes into every member's checkpoint.
+    """
+    path = Path(path)
+    if not members:
+        raise ValueError("save_ensemble needs at least one member")
+    folder = path.parent / "members"
+    folder.mkdir(parents=True, exist_ok=True)
+    listed = []
+    for index, member in enumerate(members, start=1):
+        fields = {k: v for k, v in member.items() if k not in ("state", "name", "averaged")}
+        checkpoint = folder / f"member_{index}.ckpt"
+        with _weights(model, member["state"]):
+            save_checkpoint(
+                checkpoint, model, rngs={}, epoch=int(member.get("epoch", 0)), extra=extra
+            )
+        listed.append(
+            {
+                "name": str(member["name"]),
+                "checkpoint": checkpoint.relative_to(path.parent).as_posix(),
+                "averaged": bool(member.get("averaged", True)),
+                **fields,
+            }
+        )
+    record = {"format": ENSEMBLE_FORMAT, "combine": COMBINE, **(info or {}), "members": listed}
+    text = json.dumps(record, indent=2, allow_nan=False) + "\n"
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(text, encoding="utf-8")
+    temporary.replace(path)
+    return path
+
+
+def load_ensemble(path) -> SavedEnsemble:
+    """Read a listing that `save_ensemble` wrote; ValueError saying what is wrong with it (not
+    such a listing, a member's checkpoint missing). The checkpoints are not read here."""
+    path = Path(path)
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as error:
+        raise ValueError(f"{path} is not JSON: {error}") from None
+    if not isinstance(record, dict) or record.get("format") != ENSEMBLE_FORMAT:
+        raise ValueError(f"{path} is not an ensemble listing (written by save_ensemble)")
+    members = []
+    for entry in record.get("members") or []:
+        if not isinstance(entry, dict) or not isinstance(entry.get("checkpoint"), str):
+            raise ValueError(f"{path}: a member without a checkpoint: {entry!r:.80}")
+        checkpoint = path.parent / entry["checkpoint"]
+        if not checkpoint.is_file():
+            raise ValueError(f"{path}: member {entry.get('name')!r}: {checkpoint} is missing")
+        fields = {k: v for k, v in entry.items() if k not in ("name", "checkpoint", "averaged")}
+        members.append(
+            SavedMember(
+                str(entry.get("name", checkpoint.stem)),
+                checkpoint,
+                bool(entry.get("averaged", True)),
+                fields,
+            )
+        )
+    if not any(member.averaged for member in members):
+        raise ValueError(f"{path} lists no member that the ensemble averages")
+    info = {k: v for k, v in record.items() if k not in ("format", "members")}
+    return SavedEnsemble(path, members, info)
+
+
 __all__ = [
+    "ENSEMBLE_FORMAT",
     "EnsembleResult",
+    "SavedEnsemble",
+    "SavedMember",
     "SingleResult",
     "SnapshotResult",
     "accuracy",
     "ensemble_proba",
+    "load_ensemble",
     "predict_proba",
+    "save_ensemble",
     "snapshot_ensemble",
     "snapshot_proba",
     "train_ensemble",

@@ -17,7 +17,10 @@ The notes' advice (lecture 002, "Hyperparameter optimization"), and how it shows
   kept in the results with its reason and ranked after every trial that finished.
 
 Results go to a CSV table (`SearchResult.write_csv`) and a picture of the objective against
-one parameter, coloured by stage (`SearchResult.plot`).
+one parameter, coloured by stage (`SearchResult.plot`). A search can be resumed: pass the
+trials already run as `done` (`Trial.to_dict` / `Trial.from_dict` keep them as JSON) and the
+same seed, and only the remaining trials call the objective; `on_trial` sees each new trial as
+it finishes, to record it.
 
 >>> space = {"lr": LogUniform(1e-4, 1.0), "momentum": Uniform(0.5, 0.99)}
 >>> def objective(params):  # a cheap stand-in for training: best at lr = 1e-2
@@ -30,6 +33,7 @@ True
 from __future__ import annotations
 
 import csv
+import dataclasses
 import itertools
 import math
 import numbers
@@ -329,6 +333,44 @@ class Trial:
     def value(self) -> float:
         return self.result.value
 
+    def to_dict(self) -> dict:
+        """The trial as JSON values (a non-finite number as the string "nan", "inf" or
+        "-inf"), which `from_dict` reads back exactly."""
+        result = dataclasses.asdict(self.result)
+        result = {key: _json_number(value) for key, value in result.items()}
+        return {
+            "number": self.number,
+            "stage": self.stage,
+            "params": dict(self.params),
+            "result": result,
+            "seconds": self.seconds,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> Trial:
+        """A trial that `to_dict` wrote; ValueError naming what is missing or malformed."""
+        try:
+            fields = {f.name for f in dataclasses.fields(TrialResult)}
+            result = {k: v for k, v in data["result"].items() if k in fields}
+            for key in ("value", "val_loss", "val_acc"):
+                if isinstance(result.get(key), str):
+                    result[key] = float(result[key])
+            return cls(
+                number=int(data["number"]),
+                stage=int(data["stage"]),
+                params=dict(data["params"]),
+                result=TrialResult(**result),
+                seconds=float(data.get("seconds", 0.0)),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            raise ValueError(f"not a recorded trial ({type(error).__name__}: {error})") from None
+
+
+def _json_number(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
+
 
 def _as_result(outcome) -> TrialResult:
     if isinstance(outcome, TrialResult):
@@ -361,6 +403,39 @@ def _run_trial(objective, params, number, stage, log) -> Trial:
 
 def _fmt(value) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+class _Trials:
+    """Runs the trials of one search in order: a trial that `done` holds (a resumed search) is
+    taken from there, after checking that the search drew the same point for it; any other
+    is evaluated and handed to `on_trial`."""
+
+    def __init__(self, objective, log, done: Sequence[Trial] = (), on_trial=None):
+        self.objective, self.log, self.on_trial = objective, log, on_trial
+        self.done = list(done)
+
+    def __call__(self, params: dict, number: int, stage: int, objective=None) -> Trial:
+        if number < len(self.done):
+            recorded = self.done[number]
+            if (recorded.number, recorded.stage, recorded.params) != (number, stage, params):
+                raise ValueError(
+                    f"recorded trial {recorded.number} (stage {recorded.stage}, "
+                    f"{recorded.params}) is not the search's trial {number} (stage {stage}, "
+                    f"{params}): it was drawn with another seed, space or trial count"
+                )
+            return recorded
+        trial = _run_trial(objective or self.objective, params, number, stage, self.log)
+        if self.on_trial is not None:
+            self.on_trial(trial)
+        return trial
+
+    def check_used(self, count: int) -> None:
+        """A search of `count` trials took every recorded one (ValueError if not)."""
+        if len(self.done) > count:
+            raise ValueError(
+                f"{len(self.done)} trials are recorded but this search has {count}: it was "
+                "recorded with another trial count"
+            )
 
 
 # --- results -----------------------------------------------------------------------------
@@ -569,18 +644,24 @@ def random_search(
     seed: int = 0,
     minimize: bool = False,
     log: Callable | None = None,
+    done: Sequence[Trial] = (),
+    on_trial: Callable | None = None,
 ) -> SearchResult:
     """`trials` points drawn independently from `space`, each passed to `objective(params)`.
 
     `objective` returns a number or a `TrialResult`; trials rank by it, highest first (lowest
     with `minimize=True`). The draws depend only on `seed` and the space, so a search repeats
-    exactly when the objective does.
+    exactly when the objective does. `done` resumes a search: the first trials, as an
+    earlier search with the same seed ran them (ValueError if it drew other points); only the
+    rest are evaluated, and `on_trial(trial)` is called after each of those.
     """
     space = _check_space(space)
     _check_count("trials", trials)
+    run = _Trials(objective, log, done, on_trial)
+    run.check_used(trials)
     rng = np.random.default_rng(seed)
-    done = [_run_trial(objective, sample_params(space, rng), n, 0, log) for n in range(trials)]
-    return SearchResult(done, [space], minimize, "random")
+    trials_run = [run(sample_params(space, rng), n, 0) for n in range(trials)]
+    return SearchResult(trials_run, [space], minimize, "random")
 
 
 def grid_search(
@@ -589,10 +670,13 @@ def grid_search(
     *,
     minimize: bool = False,
     log: Callable | None = None,
+    done: Sequence[Trial] = (),
+    on_trial: Callable | None = None,
 ) -> SearchResult:
     """Every combination of the listed values (the last name varies fastest): the layout the
     notes compare random search against. Build a value list with a distribution's `grid(n)`
-    to spread it evenly (in log space for LogUniform)."""
+    to spread it evenly (in log space for LogUniform). `done` and `on_trial` resume a search
+    as in `random_search`."""
     if not isinstance(grid, Mapping) or not grid:
         raise ValueError("a grid is a non-empty dict of name -> list of values")
     for name, values in grid.items():
@@ -600,9 +684,11 @@ def grid_search(
             raise ValueError(f"grid entry {name!r} must be a non-empty list, got {values!r}")
     names = list(grid)
     points = [dict(zip(names, combo)) for combo in itertools.product(*grid.values())]
-    done = [_run_trial(objective, params, n, 0, log) for n, params in enumerate(points)]
+    run = _Trials(objective, log, done, on_trial)
+    run.check_used(len(points))
+    trials_run = [run(params, n, 0) for n, params in enumerate(points)]
     space = {name: Choice(tuple(values)) for name, values in grid.items()}
-    return SearchResult(done, [space], minimize, "grid")
+    return SearchResult(trials_run, [space], minimize, "grid")
 
 
 def narrow_space(space: Mapping, best: Sequence[Trial], shrink: float = 0.5) -> dict:
@@ -625,6 +711,8 @@ def coarse_to_fine(
     seed: int = 0,
     minimize: bool = False,
     log: Callable | None = None,
+    done: Sequence[Trial] = (),
+    on_trial: Callable | None = None,
 ) -> SearchResult:
     """Random search in stages, each over ranges narrowed around the previous stage's best.
 
@@ -636,6 +724,8 @@ def coarse_to_fine(
     time"; `trials_per_stage` likewise one count or one per stage. Values from different
     objectives do not compare (longer trials score higher), so with one objective per stage
     read the last stage's ranking, ``result.ranked(stage=stages - 1)``, rather than `best`.
+    `done` and `on_trial` resume a search as in `random_search` (the recorded trials also
+    decide the narrowed spaces, so the remaining trials are those an unbroken search draws).
     """
     space = _check_space(space)
     _check_count("stages", stages)
@@ -651,6 +741,8 @@ def coarse_to_fine(
         )
     for count in counts:
         _check_count("trials_per_stage", count)
+    run = _Trials(objectives[0], log, done, on_trial)
+    run.check_used(sum(counts))
     rng = np.random.default_rng(seed)
     result = SearchResult([], [], minimize, "coarse-to-fine", list(space))
     for stage in range(stages):
@@ -666,7 +758,7 @@ def coarse_to_fine(
         for _ in range(counts[stage]):
             number = len(result.trials)
             params = sample_params(space, rng)
-            result.trials.append(_run_trial(objectives[stage], params, number, stage, log))
+            result.trials.append(run(params, number, stage, objectives[stage]))
     return result
 
 

@@ -200,7 +200,7 @@ def test_search_ranks_trials_and_records_an_invalid_one_as_failed(tmp_path, caps
     )
     argv = ["search", str(path), "--trials", "3", "--seed", "1", "--no-progress"]
     out = metrics_of(argv, capsys).out
-    with open(tmp_path / "runs" / "moons" / "search.csv", newline="") as handle:
+    with open(tmp_path / "runs" / "moons" / "1" / "search.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 3 and "rank" in out
     assert {row["status"] for row in rows if row["width"] == "0"} == {"invalid"}
