@@ -427,7 +427,7 @@ def load_npz(path, x_key: str = "x", y_key: str = "y", target: str = "class") ->
     """
     _check_target(target)
     source = os.fspath(path)
-    with np.load(path, allow_pickle=False) as archive:
+    with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as archive:
         for key in (x_key, y_key):
             if key not in archive.files:
                 raise DataError(

@@ -367,7 +367,8 @@ def _read(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
     if len(head) < len(_ZIP_MAGIC):
         raise CheckpointError(f"{path} is truncated or corrupt ({len(head)} bytes)")
     try:
-        with np.load(path, allow_pickle=False) as archive:
+        # (an open file of our own: np.load leaves its own handle open when the zip is bad)
+        with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as archive:
             if META_KEY not in archive.files:
                 raise CheckpointError(
                     f"{path} is not a topograd checkpoint (an .npz without {META_KEY!r})"
