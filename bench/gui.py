@@ -4,8 +4,8 @@ Workload: generated model files whose network is `repeat N { linear(8) batchnorm
 last `linear` sized from the data, on moons(n=200) with a train section, so that the window
 builds a training run as it does for a real file. N is chosen so that the stepping graph (a
 batch of four through the network and the loss) has about 1,000 and about 5,000 nodes; every
-block is three layer groups, so the graph opens with its layers collapsed (the window collapses
-graphs above `gui.window.COLLAPSE_ABOVE` nodes). Measured for each graph:
+block is three layer groups, and a network opens with one box per layer (the window's
+`COLLAPSE_ON_OPEN`), so the graph opens collapsed. Measured for each graph:
 
 - layout: `gui.layout.compute_layout` on what the window lays out, with the layers collapsed
   (the default) and expanded (every op drawn), once with graphviz dot (no box limit, so dot
@@ -13,7 +13,7 @@ graphs above `gui.window.COLLAPSE_ABOVE` nodes). Measured for each graph:
 - open -> first paint, cold: a new MainWindow opens the file (read, check, session with its
   engine graph, layout, scene) and is shown; the clock stops once the graph's viewport has
   painted. The layout cache starts empty ($TOPOGRAD_CACHE is a fresh folder, the memory cache
-  cleared). "expanded" is the same open with COLLAPSE_ABOVE raised so that it opens with every
+  cleared). "expanded" is the same open with COLLAPSE_ON_OPEN off so that it opens with every
   op drawn, and "expand all" is the menu action on the collapsed window, to its repaint. The
   window picks its engine as it does for a person: dot up to 1,500 boxes, the fallback above.
 - reopen: the same file in a new window after the memory cache was cleared, so the layouts
@@ -208,7 +208,7 @@ def time_layouts(session: Session, dot_timeout: float, reps: int) -> list[dict]:
     collapsed = frozenset(group.key for group in session.view.groups)
     rows = []
     for state, folded in (("collapsed", collapsed), ("expanded", frozenset())):
-        graph = visible_input(session.view, folded)
+        graph = visible_input(session.view, folded, window_module.RANKDIR)
         for engine, use_dot in (("dot", True), ("layered", False)):
             seconds, layout = [], None
             for _ in range(reps):
@@ -245,12 +245,11 @@ def time_cold_opens(bench: Bench, path: Path, reps: int) -> list[dict]:
         bench.close(window)
 
         bench.fresh_cache()
-        default = window_module.COLLAPSE_ABOVE
-        window_module.COLLAPSE_ABOVE = sys.maxsize  # open as if the graph were small
+        window_module.COLLAPSE_ON_OPEN = False  # open with every op drawn
         try:
             seconds, window, counter = bench.open_and_paint(path)
         finally:
-            window_module.COLLAPSE_ABOVE = default
+            window_module.COLLAPSE_ON_OPEN = True
         expanded.append(seconds)
         expanded_note = boxes_and_note(window)
         bench.close(window)

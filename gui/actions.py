@@ -1,7 +1,9 @@
-"""The window's stepping, view and file actions with their keyboard shortcuts, in one table.
+"""The window's stepping, view, training and file actions with their keyboard shortcuts, in one
+table.
 
 The README's shortcut list is this table; a test checks that every action has its shortcut.
-F10 and F11 are left to the desktop (menu bar, full screen), as IDEs on Linux do.
+F10 and F11 are left to the desktop (menu bar, full screen), as IDEs on Linux do. `short` is
+the toolbar's word for an action, so that the toolbar fits a 1280-pixel-wide screen.
 """
 
 from __future__ import annotations
@@ -17,24 +19,49 @@ class ActionSpec:
     text: str
     shortcut: str
     tip: str
+    short: str = ""  # the toolbar's text (default: `text`)
+    checkable: bool = False
 
 
 STEPPING = (
-    ActionSpec("step_forward", "Step &forward", "F7", "compute the next node of the forward pass"),
+    ActionSpec(
+        "step_forward",
+        "Step &forward",
+        "F7",
+        "compute the next node of the forward pass",
+        "Forward",
+    ),
     ActionSpec(
         "step_backward",
         "Step &backward",
         "F8",
         "backpropagate through the next node (completes the forward pass first)",
+        "Backward",
     ),
-    ActionSpec("step_back", "Step bac&k", "Shift+F7", "undo the last step"),
-    ActionSpec("run", "&Run", "F5", "run to the next breakpoint or to the end"),
-    ActionSpec("run_to_end", "Run to end of &pass", "Shift+F5", "finish the pass under way"),
-    ActionSpec("run_to_selected", "Run to &selected node", "F4", "run until it is computed"),
-    ActionSpec("toggle_breakpoint", "Toggle &breakpoint", "F9", "on the selected node"),
-    ActionSpec("play", "&Play / pause", "F6", "take steps at the chosen speed"),
-    ActionSpec("reset", "R&eset", "Ctrl+R", "back to before the first step"),
-    ActionSpec("new_batch", "&New mini-batch", "Ctrl+B", "step the same model on the next batch"),
+    ActionSpec("step_back", "Step bac&k", "Shift+F7", "undo the last step", "Back"),
+    ActionSpec("run", "&Run", "F5", "run to the next breakpoint or to the end", "Run"),
+    ActionSpec(
+        "run_to_end", "Run to end of &pass", "Shift+F5", "finish the pass under way", "End of pass"
+    ),
+    ActionSpec(
+        "run_to_selected", "Run to &selected node", "F4", "run until it is computed", "To selected"
+    ),
+    ActionSpec(
+        "toggle_breakpoint", "Toggle &breakpoint", "F9", "on the selected node", "Breakpoint"
+    ),
+    ActionSpec("play", "&Play / pause", "F6", "take steps at the chosen speed", "Play"),
+    ActionSpec("reset", "R&eset", "Ctrl+R", "back to before the first step", "Reset"),
+    ActionSpec(
+        "new_batch", "&New mini-batch", "Ctrl+B", "step the same model on the next batch", "Batch"
+    ),
+    ActionSpec(
+        "break_nonfinite",
+        "Break at first &non-finite value",
+        "Ctrl+Shift+N",
+        "running and playing stop at the first value or gradient holding NaN or Inf",
+        "Break on NaN",
+        checkable=True,
+    ),
 )
 
 VIEW = (
@@ -44,7 +71,27 @@ VIEW = (
     ActionSpec("zoom_out", "Zoom &out", "Ctrl+-", "zoom out"),
     ActionSpec("collapse_all", "&Collapse all layers", "Ctrl+Shift+C", "one box per layer"),
     ActionSpec("expand_all", "E&xpand all layers", "Ctrl+Shift+X", "every primitive op"),
+    ActionSpec(
+        "legend",
+        "&Legend",
+        "Ctrl+L",
+        "what the colours, stripes and edge widths mean",
+        "Legend",
+        checkable=True,
+    ),
     ActionSpec("export", "&Export picture...", "Ctrl+E", "save the graph as SVG or PNG"),
+)
+
+TRAINING = (
+    ActionSpec("train", "&Train", "Ctrl+T", "train as the training panel says", "Train"),
+    ActionSpec("stop", "&Stop training", "Ctrl+.", "stop after the current step", "Stop"),
+    ActionSpec(
+        "reinitialize",
+        "&Reinitialize weights",
+        "Ctrl+Shift+I",
+        "draw the weights afresh as the file says and clear the curves",
+        "Reinitialize",
+    ),
 )
 
 FILE = (
@@ -56,7 +103,7 @@ FILE = (
     ActionSpec("quit", "&Quit", "Ctrl+Q", "close the window"),
 )
 
-ALL = STEPPING + VIEW + FILE
+ALL = STEPPING + VIEW + TRAINING + FILE
 
 
 class Actions:
@@ -68,6 +115,9 @@ class Actions:
             action.setShortcut(QKeySequence(spec.shortcut))
             action.setStatusTip(spec.tip)
             action.setToolTip(f"{spec.text.replace('&', '')} ({spec.shortcut}): {spec.tip}")
+            if spec.short:
+                action.setIconText(spec.short)
+            action.setCheckable(spec.checkable)
             setattr(self, spec.name, action)
 
     def of(self, specs) -> list[QAction]:

@@ -17,10 +17,13 @@ from topograd.dsl.training import CommandError, write_atomically
 from topograd.gui.window import MainWindow
 
 
-def main(path=None, steps: int = 0, screenshot=None, size=(1500, 920), collapse=None) -> int:
-    """Open the window on `path`; with `screenshot`, take `steps` steps (forward, then
-    backward), save the window as PNG there and quit. The exit code: 0, or 1 when the file
-    could not be opened or the screenshot could not be saved."""
+def main(
+    path=None, steps: int = 0, screenshot=None, size=(1500, 920), collapse=None, train=0
+) -> int:
+    """Open the window on `path`; with `screenshot`, train `train` epochs (the training panel
+    as a person would), take `steps` steps (forward, then backward), save the window as PNG
+    there and quit. The exit code: 0, or 1 when the file could not be opened or the
+    screenshot could not be saved."""
     allocator.keep_freed_memory()  # steps taken in the window reuse freed arrays
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("topograd")
@@ -34,9 +37,28 @@ def main(path=None, steps: int = 0, screenshot=None, size=(1500, 920), collapse=
     if screenshot is None:
         return app.exec()
     result = {"code": 1}
-    QTimer.singleShot(50, lambda: _script(app, window, steps, screenshot, collapse, result))
+
+    def script() -> None:
+        _script(app, window, steps, screenshot, collapse, result)
+
+    if train:
+        window.training.trainingFinished.connect(lambda _: QTimer.singleShot(50, script))
+        QTimer.singleShot(50, lambda: _train(window, train))
+    else:
+        QTimer.singleShot(50, script)
     app.exec()
     return result["code"]
+
+
+def _train(window: MainWindow, epochs: int) -> None:
+    """Train `epochs` epochs from the training panel (the script goes on when it is done)."""
+    panel = window.training
+    panel.unit.setCurrentText("epochs")
+    panel.amount.setValue(epochs)
+    panel.train()
+    if not panel.running:
+        print("topograd: --train: the file has nothing to train", file=sys.stderr)
+        QApplication.instance().quit()
 
 
 # How long the window gets to be mapped and painted before the screenshot (a real X server

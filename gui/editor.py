@@ -1,11 +1,12 @@
 """The model-file editor: line numbers, syntax colours, and the language's errors underlined
-where the checker found them, rechecked a moment after the person stops typing."""
+where the checker found them, rechecked a moment after the person stops typing. It marks the
+lines that made the selected or stepped node, and says which line a click lands on, so the
+window can link the text and the graph both ways."""
 
 from __future__ import annotations
 
 from PySide6.QtCore import QEvent, QObject, QPoint, QRect, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import (
-    QColor,
     QFontDatabase,
     QHelpEvent,
     QKeyEvent,
@@ -19,12 +20,9 @@ from PySide6.QtWidgets import QPlainTextEdit, QTextEdit, QToolTip, QWidget
 from topograd.dsl.errors import Problem
 from topograd.gui.diagnostics import Diagnosis, describe, diagnose, qt_offset
 from topograd.gui.highlight import ModelHighlighter
+from topograd.gui.theme import theme
 
 INDENT = "  "  # the samples indent blocks by two spaces
-CURRENT_LINE = QColor("#fff8dc")
-ERROR = QColor("#d32f2f")
-GUTTER_BACKGROUND = QColor("#f3f3f3")
-GUTTER_TEXT = QColor("#8c8c8c")
 GUTTER_PADDING = 6  # pixels either side of the numbers
 MARKER = 8  # diameter of a problem marker in the gutter, in pixels
 
@@ -56,7 +54,10 @@ class LineNumbers(QWidget):
 
 class CodeEditor(QPlainTextEdit):
     """A plain-text editor for model files; `set_problems` underlines the checker's
-    problems and the text under the mouse tells what is wrong there."""
+    problems and the text under the mouse tells what is wrong there; `link_lines` marks the
+    lines of a node, and a click on a line says which (`lineClicked`)."""
+
+    lineClicked = Signal(int)  # the 1-based line a click put the cursor on
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -67,6 +68,7 @@ class CodeEditor(QPlainTextEdit):
         self.gutter = LineNumbers(self)
         self._problems: tuple[Problem, ...] = ()
         self._spans: list[tuple[QTextCursor, Problem]] = []
+        self._linked: tuple[int, int] | None = None
         self.blockCountChanged.connect(self._fit_gutter)
         self.updateRequest.connect(self._scroll_gutter)
         self.cursorPositionChanged.connect(self._show_selections)
@@ -90,6 +92,37 @@ class CodeEditor(QPlainTextEdit):
         self.setTextCursor(cursor)
         self.centerCursor()
         self.setFocus()
+
+    # --- lines linked with the graph ---------------------------------------------------------
+    def link_lines(self, lines: tuple[int, int] | None) -> None:
+        """Mark the lines first..last (1-based) as the selected node's and scroll them into
+        view without moving the cursor; None: no mark."""
+        if lines == self._linked:
+            return
+        self._linked = lines
+        self._show_selections()
+        if lines is None:
+            return
+        block = self.document().findBlockByNumber(lines[0] - 1)
+        if block.isValid():
+            top = self.blockBoundingGeometry(block).translated(self.contentOffset()).top()
+            if not 0 <= top <= self.viewport().height() - self.fontMetrics().height():
+                bar = self.verticalScrollBar()
+                bar.setValue(max(0, lines[0] - 1 - self.visible_lines() // 3))
+
+    @property
+    def linked_lines(self) -> tuple[int, int] | None:
+        """The lines marked as the selected node's."""
+        return self._linked
+
+    def visible_lines(self) -> int:
+        return max(1, self.viewport().height() // max(1, self.fontMetrics().height()))
+
+    def mouseReleaseEvent(self, event) -> None:
+        super().mouseReleaseEvent(event)
+        cursor = self.textCursor()
+        if event.button() == Qt.MouseButton.LeftButton and not cursor.hasSelection():
+            self.lineClicked.emit(cursor.blockNumber() + 1)
 
     def keyPressEvent(self, event: QKeyEvent) -> None:
         plain = event.modifiers() in (
@@ -165,8 +198,9 @@ class CodeEditor(QPlainTextEdit):
         return self.document().findBlock(cursor.selectionStart()).blockNumber() + 1
 
     def _show_selections(self) -> None:
+        colours = theme()
         line_format = QTextCharFormat()
-        line_format.setBackground(CURRENT_LINE)
+        line_format.setBackground(colours.current_line)
         line_format.setProperty(QTextFormat.Property.FullWidthSelection, True)
         here = self.textCursor()
         here.clearSelection()
@@ -175,14 +209,36 @@ class CodeEditor(QPlainTextEdit):
         current.cursor = here
         underline = QTextCharFormat()
         underline.setUnderlineStyle(QTextCharFormat.UnderlineStyle.SpellCheckUnderline)
-        underline.setUnderlineColor(ERROR)
-        selections = [current]
+        underline.setUnderlineColor(colours.error)
+        selections = [*self._linked_selections(), current]
         for cursor, _ in self._spans:
             selection = QTextEdit.ExtraSelection()
             selection.format = underline
             selection.cursor = cursor
             selections.append(selection)
         self.setExtraSelections(selections)
+
+    def _linked_selections(self) -> list:
+        """One full-width mark per linked line."""
+        if self._linked is None:
+            return []
+        linked = QTextCharFormat()
+        linked.setBackground(theme().linked_line)
+        linked.setProperty(QTextFormat.Property.FullWidthSelection, True)
+        document, marks = self.document(), []
+        first, last = self._linked
+        for number in range(max(first, 1), min(last, document.blockCount()) + 1):
+            mark = QTextEdit.ExtraSelection()
+            mark.format = linked
+            mark.cursor = QTextCursor(document.findBlockByNumber(number - 1))
+            marks.append(mark)
+        return marks
+
+    def repaint_colours(self) -> None:
+        """Take the theme's colours again (the palette changed)."""
+        self.highlighter.set_dark(theme().dark)
+        self._show_selections()
+        self.gutter.update()
 
     # --- tooltips -------------------------------------------------------------------------------
     def tooltip_at(self, point: QPoint) -> str:
@@ -222,8 +278,9 @@ class CodeEditor(QPlainTextEdit):
 
     def paint_gutter(self, event: QPaintEvent) -> None:
         """Paint the visible lines' numbers and problem markers into the gutter."""
+        colours = theme()
         painter = QPainter(self.gutter)
-        painter.fillRect(event.rect(), GUTTER_BACKGROUND)
+        painter.fillRect(event.rect(), colours.gutter_background)
         marked = {self._line_of(cursor) for cursor, _ in self._spans}
         width = self.gutter.width() - GUTTER_PADDING
         height = self.fontMetrics().height()
@@ -233,12 +290,12 @@ class CodeEditor(QPlainTextEdit):
             bottom = top + self.blockBoundingRect(block).height()
             if block.isVisible() and bottom >= event.rect().top():
                 number = block.blockNumber() + 1
-                painter.setPen(GUTTER_TEXT)
+                painter.setPen(colours.gutter_text)
                 area = QRect(0, int(top), width, height)
                 painter.drawText(area, Qt.AlignmentFlag.AlignRight, str(number))
                 if number in marked:
                     painter.setPen(Qt.PenStyle.NoPen)
-                    painter.setBrush(ERROR)
+                    painter.setBrush(colours.error)
                     y = int(top) + (height - MARKER) // 2
                     painter.drawEllipse(GUTTER_PADDING // 2, y, MARKER, MARKER)
             block, top = block.next(), bottom

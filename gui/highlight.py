@@ -30,6 +30,16 @@ STYLES = {
     "constant": ("#871094", False, False),
     "operator": ("#6b4e16", False, False),
 }
+# ... and on a dark one.
+DARK_STYLES = {
+    "keyword": ("#7aa2f7", True, False),
+    "number": ("#6ab0f3", False, False),
+    "string": ("#8bc34a", False, False),
+    "comment": ("#8c8c8c", False, True),
+    "call": ("#4fc1c9", False, False),
+    "constant": ("#d19ad6", False, False),
+    "operator": ("#d7ba7d", False, False),
+}
 
 
 @cache
@@ -77,9 +87,9 @@ def _name_kind(name: str, line: str, end: int, reserved: frozenset[str]) -> str 
     return None
 
 
-def text_format(kind: str) -> QTextCharFormat:
-    """The character format of one kind of piece."""
-    colour, bold, italic = STYLES[kind]
+def text_format(kind: str, dark: bool = False) -> QTextCharFormat:
+    """The character format of one kind of piece (on a dark background with `dark`)."""
+    colour, bold, italic = (DARK_STYLES if dark else STYLES)[kind]
     result = QTextCharFormat()
     result.setForeground(QColor(colour))
     if bold:
@@ -91,9 +101,17 @@ def text_format(kind: str) -> QTextCharFormat:
 class ModelHighlighter(QSyntaxHighlighter):
     """Colours a model file as it is typed: keywords, numbers, strings, comments, calls."""
 
-    def __init__(self, document: QTextDocument):
+    def __init__(self, document: QTextDocument, dark: bool = False):
         super().__init__(document)
-        self.formats = {kind: text_format(kind) for kind in STYLES}
+        self.dark = dark
+        self.formats = {kind: text_format(kind, dark) for kind in STYLES}
+
+    def set_dark(self, dark: bool) -> None:
+        """Colour for a dark background (or a light one) from now on."""
+        if dark != self.dark:
+            self.dark = dark
+            self.formats = {kind: text_format(kind, dark) for kind in STYLES}
+            self.rehighlight()
 
     def highlightBlock(self, text: str) -> None:
         for start, end, kind in classify(text):

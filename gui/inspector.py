@@ -14,8 +14,10 @@ from PySide6.QtCore import QAbstractTableModel, QModelIndex, Qt
 from PySide6.QtGui import QFont, QFontDatabase
 from PySide6.QtWidgets import (
     QFormLayout,
+    QFrame,
     QGridLayout,
     QLabel,
+    QScrollArea,
     QSplitter,
     QStackedWidget,
     QTableView,
@@ -54,6 +56,18 @@ GROUP_FIELDS = ("Type", "Output", "Value", "Gradient", "Backward")
 GROUP_CAPTIONS = {"Backward": "Backward from\n(last op first)"}
 STAT_FIELDS = ("shape", "dtype", "mean", "std", "min", "max", "nonfinite")
 STAT_LABELS = {"nonfinite": "non-finite"}
+STAT_COLUMNS = 3  # name-value pairs per row
+PICTURES = ("Heatmap", "Table", "Histogram")
+
+
+def _scrolling(widget: QWidget) -> QScrollArea:
+    """`widget` in a frameless scroll area: a panel that can get as short as the window needs."""
+    area = QScrollArea()
+    area.setWidget(widget)
+    area.setWidgetResizable(True)
+    area.setFrameShape(QFrame.Shape.NoFrame)
+    area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    return area
 
 
 def _label(selectable: bool = True, mono: bool = False) -> QLabel:
@@ -161,8 +175,10 @@ class ValuePanel(QWidget):
     def _tensor_page(self) -> QWidget:
         page = QWidget()
         stats = QGridLayout()
+        stats.setHorizontalSpacing(8)
+        stats.setVerticalSpacing(0)
         for position, field in enumerate(STAT_FIELDS):
-            row, column = divmod(position, 2)
+            row, column = divmod(position, STAT_COLUMNS)
             name = QLabel(STAT_LABELS.get(field, field))
             self._labels[field] = _label(mono=True)
             stats.addWidget(name, row, 2 * column)
@@ -174,16 +190,19 @@ class ValuePanel(QWidget):
         self.heatmap = HeatmapWidget()
         self.histogram = HistogramWidget()
         self.pictures = QTabWidget()
-        self.pictures.addTab(self.heatmap, "Heatmap")
-        self.pictures.addTab(self.histogram, "Histogram")
-        split = QSplitter(Qt.Orientation.Vertical)
-        split.addWidget(self.table)
-        split.addWidget(self.pictures)
+        self.pictures.setDocumentMode(True)
+        for widget, name in zip((self.heatmap, self.table, self.histogram), PICTURES):
+            self.pictures.addTab(widget, name)
         layout = QVBoxLayout(page)
         layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(2)
         layout.addLayout(stats)
-        layout.addWidget(split, 1)
+        layout.addWidget(self.pictures, 1)
         return page
+
+    def show_picture(self, name: str) -> None:
+        """Bring 'Heatmap', 'Table' or 'Histogram' to the front."""
+        self.pictures.setCurrentIndex(PICTURES.index(name))
 
     def element_at(self, row: int, column: int) -> tuple | None:
         """The array index of a table cell (the table is the array's 2-D view, row-major)."""
@@ -267,6 +286,9 @@ class Inspector(QWidget):
             panel.table.selectionModel().currentChanged.connect(
                 lambda index, _, panel=panel: self._pick(panel, index)
             )
+            panel.heatmap.elementPicked.connect(
+                lambda element, panel=panel: self._pick_element(panel, element)
+            )
         self._pages = QStackedWidget()
         self._pages.addWidget(self._hint)
         self._pages.addWidget(self._node_page())
@@ -300,13 +322,34 @@ class Inspector(QWidget):
         for field, caption, mono in rows:
             self._labels[field] = _label(mono=mono)
             form.addRow(caption, self._labels[field])
-        page = QWidget()
-        layout = QVBoxLayout(page)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self._title("title"))
-        layout.addLayout(form)
-        layout.addWidget(self.tabs, 1)
-        return page
+        details = self._details = QWidget()
+        column = QVBoxLayout(details)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.addWidget(self._title("title"))
+        column.addLayout(form)
+        column.addStretch(1)
+        self.split = QSplitter(Qt.Orientation.Vertical)
+        self.split.addWidget(_scrolling(details))
+        self.split.addWidget(self.tabs)
+        self.split.setChildrenCollapsible(False)
+        self.split.setStretchFactor(0, 1)
+        self.split.setStretchFactor(1, 1)
+        self._split_moved = False  # once the person drags the split, it stays where they put it
+        self.split.splitterMoved.connect(self._split_dragged)
+        return self.split
+
+    def _split_dragged(self) -> None:
+        self._split_moved = True
+
+    def _fit_split(self) -> None:
+        """Give the node's text the room it needs (at most 9/20 of the height) and the value
+        and gradient the rest, unless the person placed the split."""
+        total = sum(self.split.sizes())
+        if self._split_moved or total <= 0:
+            return
+        wanted = self._details.sizeHint().height() + 4
+        top = min(wanted, total * 9 // 20)
+        self.split.setSizes([top, total - top])
 
     def _group_page(self) -> QWidget:
         form = QFormLayout()
@@ -319,7 +362,7 @@ class Inspector(QWidget):
         layout.addWidget(self._title("group"))
         layout.addLayout(form)
         layout.addStretch(1)
-        return page
+        return _scrolling(page)
 
     @property
     def showing_node(self) -> bool:
@@ -351,7 +394,7 @@ class Inspector(QWidget):
                 return [view.node(k).node_id for k in group.members]
 
             group = view.group(key)
-            parts = [(view.group(c).title, ids(view.group(c))) for c in group.children]
+            parts = [(view.group(c).short_title, ids(view.group(c))) for c in group.children]
             self.show_group(group, ids(group), session.stepper, parts)
 
     def show_node(
@@ -389,7 +432,11 @@ class Inspector(QWidget):
         self._show_numbers()
         self.value_panel.show_value(value, "not computed yet")
         self.grad_panel.show_value(grad, "no gradient yet" if takes_grad else "takes no gradient")
+        for panel in (self.value_panel, self.grad_panel):
+            if self._picked is not None and panel.page == "tensor":
+                panel.heatmap.set_picked(self._picked)
         self._pages.setCurrentIndex(1)
+        self._fit_split()
 
     def show_group(self, group: GroupView, node_ids: list[int], stepper, parts=()) -> None:
         """Show a collapsed layer: `node_ids` are its members' engine ids in forward order; a
@@ -433,11 +480,25 @@ class Inspector(QWidget):
     def _pick(self, panel: ValuePanel, index) -> None:
         """A table cell picked: work the VJP out for that element."""
         element = panel.element_at(index.row(), index.column()) if index.isValid() else None
-        if element is None or self._shown is None or self._shown[1] is None:
+        if element is not None:
+            self._pick_element(panel, element)
+
+    def _pick_element(self, panel: ValuePanel, element: tuple) -> None:
+        """An element picked in a table or a heatmap: work the VJP out for it, and mark it
+        in both heatmaps."""
+        if self._shown is None or self._shown[1] is None:
             return
         if len(element) and panel.table_model.value.shape == self._node_shape():
-            self._picked = element
+            self._picked = tuple(element)
+            for each in (self.value_panel, self.grad_panel):
+                if each.page == "tensor" and each.table_model.value.shape == self._node_shape():
+                    each.heatmap.set_picked(self._picked)
             self._show_numbers()
+
+    @property
+    def picked(self) -> tuple | None:
+        """The element the worked-out VJP is for (None: the one with the largest |g|)."""
+        return self._picked
 
     def _node_shape(self) -> tuple:
         node_id, stepper = self._shown

@@ -25,39 +25,15 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import QGraphicsItem, QStyleOptionGraphicsItem
 from topograd.gui.model import GroupView, NodeView
+from topograd.gui.theme import theme
 
 STATES = ("pending", "forward", "backward")
+OPS_PENDING = "ops pending"  # a layer's tally: its op nodes still pending (leaves are given)
 GROUP_STATES = ("pending", "partial", "forward", "backward")
-
-ROLE_STRIPE = {
-    "input": QColor("#2e7d32"),
-    "parameter": QColor("#7b1fa2"),
-    "constant": QColor("#757575"),
-    "op": QColor("#455a64"),
-}
-PENDING_FILL = {
-    "input": QColor("#edf7ed"),
-    "parameter": QColor("#f5eef9"),
-    "constant": QColor("#f1f1f1"),
-    "op": QColor("#fcfcfc"),
-}
-STATE_FILL = {"forward": QColor("#cfe3fa"), "backward": QColor("#ffd8ad")}
-GROUP_PENDING_FILL = QColor("#eceff1")
-BORDER = QColor("#607d8b")
-CURRENT_BORDER = QColor("#d81b60")
-BREAKPOINT = QColor("#e53935")
-TEXT = QColor("#212121")
-FRAME_FILL = QColor(236, 239, 241, 110)
-FRAME_BORDER = QColor("#90a4ae")
-FRAME_TEXT = QColor("#546e7a")
-EDGE_COLOR = QColor("#8d8d8d")
-SKIP_COLOR = QColor("#1e88e5")  # an edge that skips layers (a residual's identity)
-GRADIENT_LOW = QColor("#b4b4b4")
-GRADIENT_HIGH = QColor("#d84315")
-SKIP_GRADIENT_LOW = QColor("#b3d4f5")  # a skip edge's gradient: light to SKIP_COLOR
 
 BORDER_WIDTH = 1.0
 CURRENT_WIDTH = 3.5
+NONFINITE_WIDTH = 2.5
 MARGIN = 5.0  # room around a box for the current border and the selection outline
 PADDING = 6.0
 CORNER = 6.0
@@ -99,12 +75,15 @@ def _static_text(text: str, metrics: QFontMetricsF, width: float) -> QStaticText
     return static
 
 
-def summed_state(counts: dict[str, int], total: int, gradient_free: int) -> str:
-    """A layer's state from how many of its `total` members are in each state: pending,
-    forward (all done forward), backward (all that take a gradient have one) or partial.
-    `gradient_free` members (inputs, constants) never get a gradient."""
-    pending, backward = counts["pending"], counts["backward"]
-    if pending == total:
+def summed_state(counts: dict[str, int], total: int, gradient_free: int, leaves: int = 0) -> str:
+    """A layer's state from how many of its `total` members are in each state: pending
+    (none of its ops computed), forward (all done forward), backward (all that take a
+    gradient have one) or partial. `gradient_free` members (inputs, constants) never get a
+    gradient; `leaves` (inputs, parameters, constants) are given: only its ops can be pending
+    (`counts[OPS_PENDING]`, when the tally has it)."""
+    pending = counts.get(OPS_PENDING, counts["pending"])
+    backward = counts["backward"]
+    if pending >= total - leaves and backward == 0:
         return "pending"
     if pending == 0 and backward == 0:
         return "forward"
@@ -129,6 +108,7 @@ class BoxItem(QGraphicsItem):
         self._bounds = self._rect.adjusted(-MARGIN, -MARGIN, MARGIN, MARGIN)
         self._is_current = False
         self._breakpoint = False
+        self._nonfinite = False
         self._lines: list[tuple[QStaticText, QFont, float]] | None = None  # text, font, height
         self.setPos(x, y)
         self.setZValue(Z_BOX)
@@ -156,12 +136,29 @@ class BoxItem(QGraphicsItem):
             self._breakpoint = on
             self.update()
 
+    @property
+    def nonfinite(self) -> bool:
+        """Whether it is flagged: its value or gradient holds NaN or Inf (a layer's box: one of
+        its nodes)."""
+        return self._nonfinite
+
+    def set_nonfinite(self, on: bool) -> None:
+        if on != self._nonfinite:
+            self._nonfinite = on
+            self.update()
+
     def border_width(self) -> float:
-        """How thick the outline is drawn: thick for the current node."""
-        return CURRENT_WIDTH if self._is_current else BORDER_WIDTH
+        """How thick the outline is drawn: thick for the current node, thicker than plain for
+        a flagged one."""
+        if self._is_current:
+            return CURRENT_WIDTH
+        return NONFINITE_WIDTH if self._nonfinite else BORDER_WIDTH
 
     def border_color(self) -> QColor:
-        return CURRENT_BORDER if self._is_current else BORDER
+        colours = theme()
+        if self._is_current:
+            return colours.current_border
+        return colours.nonfinite_border if self._nonfinite else colours.border
 
     def fill_color(self) -> QColor:
         raise NotImplementedError
@@ -184,10 +181,10 @@ class BoxItem(QGraphicsItem):
         self._paint_text(painter)
         if self._breakpoint:
             painter.setPen(Qt.PenStyle.NoPen)
-            painter.setBrush(BREAKPOINT)
+            painter.setBrush(theme().breakpoint)
             painter.drawEllipse(QPointF(self._rect.right() - 7.0, self._rect.top() + 7.0), 4.5, 4.5)
         if self.isSelected():
-            outline = QPen(TEXT, 1.0, Qt.PenStyle.DashLine)
+            outline = QPen(theme().text, 1.0, Qt.PenStyle.DashLine)
             painter.setPen(outline)
             painter.setBrush(Qt.BrushStyle.NoBrush)
             margin = MARGIN - 1.0
@@ -212,7 +209,7 @@ class BoxItem(QGraphicsItem):
                 lines.pop()
             self._lines = lines
         y = self._rect.top() + (self._rect.height() - sum(line[2] for line in self._lines)) / 2
-        painter.setPen(TEXT)
+        painter.setPen(theme().text)
         for static, font, height in self._lines:
             painter.setFont(font)
             x = self._rect.left() + (self._rect.width() - static.size().width()) / 2
@@ -271,9 +268,15 @@ class NodeItem(BoxItem):
             self._text_changed()
 
     def fill_color(self) -> QColor:
-        if self._state == "pending":
-            return PENDING_FILL.get(self.view.role, PENDING_FILL["op"])
-        return STATE_FILL[self._state]
+        """Red when flagged; else by its role until it is computed (a leaf, whose value is
+        given, until its gradient is), then by the pass that computed it."""
+        colours = theme()
+        if self._nonfinite:
+            return colours.nonfinite_fill
+        leaf_forward = self._state == "forward" and self.view.role != "op"
+        if self._state == "pending" or leaf_forward:
+            return colours.pending_fill.get(self.view.role, colours.pending_fill["op"])
+        return colours.state_fill[self._state]
 
     def text_lines(self) -> list[tuple[str, str]]:
         lines = [(self.view.title, "title"), (self.view.shape_text, "detail")]
@@ -285,7 +288,8 @@ class NodeItem(BoxItem):
 
     def _paint_decorations(self, painter) -> None:
         painter.setPen(Qt.PenStyle.NoPen)
-        painter.setBrush(ROLE_STRIPE.get(self.view.role, ROLE_STRIPE["op"]))
+        stripes = theme().role_stripe
+        painter.setBrush(stripes.get(self.view.role, stripes["op"]))
         stripe = QRectF(self._rect.left() + 1.5, self._rect.top() + CORNER / 2, 3.0, 0.0)
         stripe.setBottom(self._rect.bottom() - CORNER / 2)
         painter.drawRect(stripe)
@@ -303,13 +307,16 @@ class GroupItem(BoxItem):
         collapsed: bool,
         gradient_free: int = 0,
         depth: int = 0,
+        leaves: int = 0,
     ):
         super().__init__(view.key, box)
         self.view = view
         self.collapsed = collapsed
         self._gradient_free = gradient_free  # members that never get a gradient (inputs, constants)
+        self._leaves = leaves  # members whose value is given (inputs, parameters, constants)
         self._counts = {state: 0 for state in STATES}
         self._counts["pending"] = len(view.members)
+        self._counts[OPS_PENDING] = len(view.members) - leaves
         self.setToolTip(f"{view.long_title}\n{view.detail}")
         if not collapsed:  # a frame: behind the edges, in front of the frame of its block
             self.setZValue(Z_FRAME + FRAME_DEPTH_STEP * min(depth, MAX_FRAME_DEPTH))
@@ -319,14 +326,16 @@ class GroupItem(BoxItem):
     @property
     def state(self) -> str:
         """pending, partial, forward or backward: the members' states summed up."""
-        return summed_state(self._counts, len(self.view.members), self._gradient_free)
+        total = len(self.view.members)
+        return summed_state(self._counts, total, self._gradient_free, self._leaves)
 
     def progress(self) -> float:
         """How far the members are through the pass that is under way, in [0, 1]."""
         backward, total = self._counts["backward"], len(self.view.members)
         if backward:
             return min(1.0, backward / max(1, total - self._gradient_free))
-        return (total - self._counts["pending"]) / max(1, total)
+        ops = total - self._leaves
+        return (ops - self._counts.get(OPS_PENDING, self._counts["pending"])) / max(1, ops)
 
     def set_counts(self, counts: dict[str, int]) -> None:
         """How many members are in each state (the scene keeps the tally)."""
@@ -335,10 +344,12 @@ class GroupItem(BoxItem):
             self.update()
 
     def fill_color(self) -> QColor:
-        state = self.state
+        colours = theme()
         if not self.collapsed:
-            return FRAME_FILL
-        return STATE_FILL.get(state, GROUP_PENDING_FILL)
+            return colours.frame_fill
+        if self._nonfinite:
+            return colours.nonfinite_fill
+        return colours.state_fill.get(self.state, colours.group_pending_fill)
 
     def text_lines(self) -> list[tuple[str, str]]:
         return [(self.view.title, "title"), (self.view.detail, "detail")]
@@ -347,8 +358,9 @@ class GroupItem(BoxItem):
         if self.collapsed:
             super().paint(painter, option, widget)
             return
-        painter.setPen(QPen(FRAME_BORDER, 1.0))
-        painter.setBrush(FRAME_FILL)
+        colours = theme()
+        painter.setPen(QPen(colours.frame_border, 1.0))
+        painter.setBrush(colours.frame_fill)
         painter.drawRoundedRect(self._rect, CORNER * 1.5, CORNER * 1.5)
         if _lod(painter) < TEXT_MIN_LOD:
             return
@@ -361,7 +373,7 @@ class GroupItem(BoxItem):
             self._lines = [(title, getattr(fonts, kind), metrics.height())]
         static, font, _ = self._lines[0]
         painter.setFont(font)
-        painter.setPen(FRAME_TEXT)
+        painter.setPen(colours.frame_text)
         painter.drawStaticText(QPointF(self._rect.left() + PADDING, self._rect.top() + 2.0), static)
 
     def _paint_decorations(self, painter) -> None:
@@ -372,7 +384,8 @@ class GroupItem(BoxItem):
         bar = QRectF(self._rect.left() + 2.0, self._rect.bottom() - 6.0, 0.0, 4.0)
         bar.setWidth((self._rect.width() - 4.0) * self.progress())
         painter.setPen(Qt.PenStyle.NoPen)
-        painter.setBrush(STATE_FILL[phase].darker(125))
+        fill = theme().state_fill[phase]
+        painter.setBrush(fill.lighter(150) if theme().dark else fill.darker(125))
         painter.drawRect(bar)
 
 
@@ -453,10 +466,14 @@ class EdgeItem(QGraphicsItem):
         return 1.0 + (EDGE_MAX_WIDTH - 1.0) * self._gradient
 
     def pen_color(self) -> QColor:
+        colours = theme()
         if self._gradient is None:
-            return SKIP_COLOR if self.skip else EDGE_COLOR
+            return colours.skip if self.skip else colours.edge
         m = self._gradient
-        low, high = (SKIP_GRADIENT_LOW, SKIP_COLOR) if self.skip else (GRADIENT_LOW, GRADIENT_HIGH)
+        if self.skip:
+            low, high = colours.skip_gradient_low, colours.skip
+        else:
+            low, high = colours.gradient_low, colours.gradient_high
         return QColor(
             round(low.red() + (high.red() - low.red()) * m),
             round(low.green() + (high.green() - low.green()) * m),
@@ -515,8 +532,8 @@ class EdgeItem(QGraphicsItem):
         if self._label_text is None:
             self._label_text = QStaticText(self.label)
             self._label_text.setTextFormat(Qt.TextFormat.PlainText)
-        painter.setBrush(QColor(255, 255, 255, 200))
+        painter.setBrush(theme().label_background)
         painter.drawRect(self._label_rect)
         painter.setFont(_fonts().label)
-        painter.setPen(TEXT)
+        painter.setPen(theme().text)
         painter.drawStaticText(self._label_rect.topLeft() + QPointF(2.0, 0.0), self._label_text)

@@ -107,6 +107,7 @@ PADDING_Y = 6.0
 VALUE_CHARS = 18  # room for "mean -0.12 std 1.3"
 MIN_BOX_WIDTH = 64.0
 MAX_BOX_WIDTH = 240.0  # longer titles are elided by the scene
+GROUP_BOX_HEIGHT = 34.0  # a collapsed layer: its caption and its size, in smaller type
 
 
 def text_width(text: str) -> float:
@@ -124,8 +125,9 @@ def box_size(lines: list[str], value_lines: int = 1) -> tuple[float, float]:
 
 def visible_input(graph: GraphView, collapsed: frozenset[str], rankdir: str = "LR") -> LayoutInput:
     """What is on screen: each collapsed group as one box (the outermost one, when blocks
-    nest), the edges into and out of it rerouted to that box, edges inside it dropped, and
-    expanded groups as frames inside the frames of their blocks."""
+    nest), the edges into and out of it rerouted to that box (one per pair of boxes, and one
+    more for a skip edge), edges inside it dropped, and expanded groups as frames inside the
+    frames of their blocks."""
     collapsed = frozenset(collapsed)
     shown = {group.key: graph.shown_as(group.key, collapsed) for group in graph.groups}
 
@@ -143,15 +145,23 @@ def visible_input(graph: GraphView, collapsed: frozenset[str], rankdir: str = "L
         elif box not in drawn:
             drawn.add(box)
             group = graph.group(box)
-            width, height = box_size([group.title, group.detail])
+            width, _ = box_size([group.title, group.detail], value_lines=0)
+            height = GROUP_BOX_HEIGHT
             nodes.append(LayoutNode(box, width, height, group.parent))
     edges: dict[EdgeKey, LayoutEdge] = {}
+    joined: set[tuple] = set()  # (source, target, skips) with an edge, for collapsed layers
     for node in graph.nodes:
         target = box_of(node.key)
         for position, source_key in enumerate(node.inputs):
             source = box_of(source_key)
-            if source != target:
-                edges.setdefault((source, target, position), LayoutEdge(source, target, position))
+            if source == target:
+                continue
+            if source in drawn or target in drawn:  # a collapsed layer: one edge per pair
+                pair = (source, target, graph.is_skip(source_key, node.key, position))
+                if pair in joined:
+                    continue
+                joined.add(pair)
+            edges.setdefault((source, target, position), LayoutEdge(source, target, position))
     groups = tuple(
         LayoutGroup(g.key, g.title, g.parent)
         for g in graph.groups
@@ -203,7 +213,7 @@ def compute_layout(
 
 
 # --- caching ----------------------------------------------------------------------------------
-CACHE_FORMAT = 2  # bump when layouts change, so old files are not read
+CACHE_FORMAT = 3  # bump when layouts change, so old files are not read
 MEMORY_CACHE_SIZE = 32
 _memory: OrderedDict[str, Layout] = OrderedDict()
 _memory_lock = threading.Lock()  # the window may lay out off the UI thread

@@ -16,7 +16,10 @@ from topograd.gui.layout import Layout, LayoutInput
 
 POINTS_PER_INCH = 72.0
 BIG_GRAPH = 500  # boxes from which dot is told to spend less effort (x positions, crossings)
-CURVE_STEPS = 8  # points per Bézier piece that is not already straight
+CURVE_STEPS = 8
+# Inches between ranks: room for the edges' shape labels; a top-to-bottom drawing is read
+# down a column, so its ranks sit closer.
+RANK_SEP = {"LR": 0.6, "TB": 0.35}  # points per Bézier piece that is not already straight
 
 
 class DotError(RuntimeError):
@@ -43,7 +46,7 @@ def dot_text(graph: LayoutInput) -> str:
     groups are), edges by index."""
     lines = [
         "digraph topograd {",
-        f"  graph [rankdir={graph.rankdir}, nodesep=0.25, ranksep=0.6];",
+        f"  graph [rankdir={graph.rankdir}, nodesep=0.25, ranksep={RANK_SEP[graph.rankdir]}];",
         '  node [shape=box, fixedsize=true, label=""];',
     ]
     members: dict[str | None, list[str]] = {group.key: [] for group in graph.groups}

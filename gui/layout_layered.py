@@ -21,7 +21,7 @@ from itertools import pairwise
 
 from topograd.gui.layout import LINE_HEIGHT, PADDING_X, Layout, LayoutInput, text_width
 
-RANK_GAP = 48.0  # between layers, where edges bend
+RANK_GAP = {True: 48.0, False: 28.0}  # between layers, where edges bend (LR: True, TB: False)
 PORT_GAP = 20.0  # between a frame's port and its first or last layer
 CROSS_GAP = 16.0  # between boxes of one layer
 WAYPOINT_SIZE = 6.0  # the room one edge takes where it crosses a layer
@@ -225,7 +225,9 @@ class _Frame:
         ports = len(self.oriented[0]) - len(self.items)
         sizes_rank += [0.0] * ports
         sizes_cross += [0.0] * ports
-        self.level = _lay_out_level(*self.oriented, sizes_rank, sizes_cross, self.entry, self.exit)
+        self.level = _lay_out_level(
+            *self.oriented, sizes_rank, sizes_cross, self.entry, self.exit, RANK_GAP[across]
+        )
         if self.key is not None:
             self._fit(self.label, across)
 
@@ -377,9 +379,12 @@ def _orient(count: int, pairs) -> tuple[list[int], list[Pair], set[Pair]]:
     return sequence, sorted(dag, key=lambda pair: (place[pair[0]], place[pair[1]])), flipped
 
 
-def _lay_out_level(sequence, dag, flipped, rank_size, cross_size, first=None, last=None):
+def _lay_out_level(
+    sequence, dag, flipped, rank_size, cross_size, first=None, last=None, gap=RANK_GAP[True]
+):
     """Layers, waypoints, order and coordinates for one acyclic graph of boxes; `first` and
-    `last` (ports) get layers of their own before and after all others."""
+    `last` (ports) get layers of their own before and after all others; `gap` between
+    layers."""
     count = len(sequence)
     layer = _assign_layers(sequence, dag, first, last)
     rank_size, cross_size = list(rank_size), list(cross_size)
@@ -414,7 +419,7 @@ def _lay_out_level(sequence, dag, flipped, rank_size, cross_size, first=None, la
         rows[layer[waypoint]].append(waypoint)
     _order(rows, above, below)
     cross = _place(rows, above, below, cross_size, count)
-    band, rank = _bands(rows, layer, rank_size, {first, last} - {None})
+    band, rank = _bands(rows, layer, rank_size, {first, last} - {None}, gap)
     lanes = _lanes(long_edges, layer, band, cross, cross_size)
     return _Level(layer, rank, cross, rank_size, cross_size, band, chains, lanes, flipped)
 
@@ -555,14 +560,14 @@ def _settle(row, offset, neighbours, cross, box_count) -> None:
             n += 1
 
 
-def _bands(rows, layer, rank_size, ports) -> tuple[list[tuple[float, float]], list[float]]:
+def _bands(rows, layer, rank_size, ports, gap) -> tuple[list[tuple[float, float]], list[float]]:
     """Each layer's rank extent, as thick as its thickest box, and each box's rank centre."""
     band, start = [], 0.0
     port_rows = {layer[port] for port in ports}
     for number, row in enumerate(rows):
         if number:
             near_port = number in port_rows or number - 1 in port_rows
-            start += PORT_GAP if near_port else RANK_GAP
+            start += PORT_GAP if near_port else gap
         thickness = max((rank_size[box] for box in row), default=0.0)
         band.append((start, start + thickness))
         start += thickness

@@ -8,6 +8,7 @@ order ("n0", "n1", ...), so rebuilding the same model on a new mini-batch keeps 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from topograd.engine import Graph
@@ -15,6 +16,24 @@ from topograd.engine.graph import shape_text
 
 GROUP_PREFIX = "g:"
 MERGE_KIND = "Merge"  # engine.nn.Merge: its inputs after the first are earlier layers' outputs
+LOSS_PATH = "loss"  # the group of a network's loss ops (those that read the data)
+PENALTY_PATH = "penalty"  # the group of the ops that read only parameters (an L2 term)
+INPUTS, OUTPUTS = "inputs", "outputs"  # where a container's own leaves and ops are grouped
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """What the model file says about a layer (or the loss): its kind, label and sizes, which
+    its box shows as 'fc1 Linear 64→256'."""
+
+    kind: str  # the kind to show when the engine names none
+    label: str | None = None
+    detail: str = ""
+
+    def caption(self, kind: str | None = None) -> str:
+        """'fc1 Linear 64→256': the label, `kind` (default: its own) and the sizes."""
+        parts = (self.label, kind or self.kind, self.detail)
+        return " ".join(part for part in parts if part)
 
 
 @dataclass(frozen=True)
@@ -56,10 +75,17 @@ class GroupView:
     parent: str | None = None  # the key of the block around it
     children: tuple[str, ...] = ()  # the keys of the layers directly inside it
     name: str | None = None  # what its box calls it (see `title`); None: its path
+    caption: str | None = None  # the model file's words for it, 'fc1 Linear 64→256'
 
     @property
     def title(self) -> str:
-        """'4 (Residual)', 'body.0 (Conv2d)': its name, and its kind in brackets."""
+        """Its caption; else its short title, '4 (Residual)'."""
+        return self.caption or self.short_title
+
+    @property
+    def short_title(self) -> str:
+        """'body.0 (Linear)': its name, and its kind in brackets (what a block's list of its
+        layers calls it)."""
         name = self.name or self.path
         return name if not self.kind else f"{name} ({self.kind})"
 
@@ -96,6 +122,10 @@ class GraphView:
 
     def node(self, key: str) -> NodeView:
         return self._by_key[key]
+
+    def __contains__(self, key: str) -> bool:
+        """Whether a node's or a group's key belongs to this graph."""
+        return key in self._by_key
 
     def group(self, key: str) -> GroupView:
         return self._by_key[key]
@@ -134,12 +164,36 @@ class GraphView:
         return bool(view.children) or (view.kind == MERGE_KIND and position > 0)
 
     @classmethod
-    def from_graph(cls, graph: Graph) -> GraphView:
+    def from_graph(
+        cls,
+        graph: Graph,
+        layers: Mapping[str, LayerInfo] | None = None,
+        loss: LayerInfo | None = None,
+        penalty: LayerInfo | None = None,
+        container: str | None = None,
+    ) -> GraphView:
+        """The plain data of `graph`. `layers` (engine paths -> what the model file says)
+        captions the layers and adds a group for a layer whose parts made the nodes (a
+        scalar layer's neurons). With `loss`, the ops outside every layer are grouped: those
+        that read the data as "loss", those that read only parameters as "penalty" (when
+        given; else in "loss"). A parameter outside every layer joins the one layer its users
+        in layers share (a scalar weight that an L2 term also reads stays in its neuron).
+        The nodes that the `container` layer made itself go into two groups inside it, its
+        leaves in "<container>.inputs" and its ops in "<container>.outputs" (a scalar
+        network's scalars of x, and the tensor it gathers its outputs into)."""
+        layers = layers or {}
         keys = {node.id: f"n{index}" for index, node in enumerate(graph.nodes)}
+        infos = [graph.info(node) for node in graph.nodes]
+        placed = _place_loose(graph, infos, loss, penalty)
+        if container is not None:
+            for node, info in zip(graph.nodes, infos):
+                if info.layer == container:
+                    part = OUTPUTS if node.op is not None else INPUTS
+                    placed[info.id] = (f"{container}.{part}", None)
         nodes, own, kinds = [], {}, {}
-        for index, node in enumerate(graph.nodes):
-            info = graph.info(node)
+        for index, (node, info) in enumerate(zip(graph.nodes, infos)):
             role = "op" if node.op is not None else info.op
+            layer, kind = placed.get(node.id, (info.layer, info.layer_kind))
             view = NodeView(
                 key=keys[node.id],
                 index=index,
@@ -147,8 +201,8 @@ class GraphView:
                 op=info.op,
                 name=info.name,
                 shape=info.shape,
-                layer=info.layer,
-                layer_kind=info.layer_kind,
+                layer=layer,
+                layer_kind=kind,
                 inputs=tuple(keys[i] for i in info.inputs),
                 role=role,
                 formula=info.formula,
@@ -156,18 +210,62 @@ class GraphView:
                 requires_grad=info.requires_grad,
             )
             nodes.append(view)
-            if info.layer is not None:
-                own.setdefault(info.layer, []).append(view)
-                kinds.setdefault(info.layer, info.layer_kind)
-        return cls(tuple(nodes), _nested_groups(own, kinds))
+            if layer is not None:
+                own.setdefault(layer, []).append(view)
+                kinds.setdefault(layer, kind)
+        for path, layer in layers.items():  # a layer that only its parts made nodes for
+            if path not in own and any(other.startswith(path + ".") for other in own):
+                own[path], kinds[path] = [], layer.kind
+        captions = {path: layer.caption(kinds.get(path)) for path, layer in layers.items()}
+        for path, extra in ((LOSS_PATH, loss), (PENALTY_PATH, penalty)):
+            if extra is not None:
+                captions[path] = extra.caption()
+        return cls(tuple(nodes), _nested_groups(own, kinds, captions))
 
 
-def _nested_groups(own: dict[str, list[NodeView]], kinds: dict) -> tuple[GroupView, ...]:
+def _place_loose(graph: Graph, infos, loss, penalty) -> dict[int, tuple[str, str | None]]:
+    """Node id -> (layer path, kind) for the nodes that the engine left outside every layer
+    and that belong in one: a parameter or constant whose users in layers all share one, and,
+    with `loss`, the ops outside layers (and the constants only they read)."""
+    layer_of = {info.id: (info.layer, info.layer_kind) for info in infos}
+    users: dict[int, list[int]] = {}
+    for info in infos:
+        for parent in info.inputs:
+            users.setdefault(parent, []).append(info.id)
+    placed: dict[int, tuple[str, str | None]] = {}
+    reads_data: dict[int, bool] = {}
+    for node, info in zip(graph.nodes, infos):
+        if node.op is None:
+            reads_data[info.id] = info.op == "input"
+            continue
+        reads_data[info.id] = any(reads_data[parent] for parent in info.inputs)
+        if loss is not None and info.layer is None:
+            outside = loss if reads_data[info.id] or penalty is None else penalty
+            path = LOSS_PATH if outside is loss else PENALTY_PATH
+            placed[info.id] = (path, outside.kind)
+    for node, info in zip(graph.nodes, infos):
+        if node.op is not None or info.layer is not None or info.op == "input":
+            continue
+        if info.op == "parameter":  # a weight belongs to a layer, never to the loss
+            around = {layer_of[user] for user in users.get(info.id, ())}
+        else:
+            around = {placed.get(user, layer_of[user]) for user in users.get(info.id, ())}
+        around.discard((None, None))
+        if len(around) == 1:
+            placed[info.id] = next(iter(around))
+    return placed
+
+
+def _nested_groups(
+    own: dict[str, list[NodeView]], kinds: dict, captions: Mapping[str, str] | None = None
+) -> tuple[GroupView, ...]:
     """A group for each layer path that made nodes, inside the group of the nearest enclosing
     path that made some too (a residual block's `add` holds `4`, around `4.body.0`, ...);
     outer groups first, the layers in a block in the order of their outputs. A group's name
     is its path after its parent's, or, at the top, after the network's name when every
-    top-level path starts with the same one."""
+    top-level path with a dot starts with the same one (the loss's groups have none);
+    `captions` names some paths' boxes."""
+    captions = captions or {}
 
     def parent_of(path: str) -> str | None:
         parts = path.split(".")
@@ -191,14 +289,14 @@ def _nested_groups(own: dict[str, list[NodeView]], kinds: dict) -> tuple[GroupVi
         return members[path]
 
     top = children.get(None, [])
-    roots = {path.split(".")[0] for path in top}
-    strip = len(roots) == 1 and all("." in path for path in top)
+    dotted = [path for path in top if "." in path]  # not the loss's own groups
+    strip = len({path.split(".")[0] for path in dotted}) == 1
 
     def name_of(path: str) -> str:
         parent = parents[path]
         if parent is not None:
             return path.removeprefix(parent + ".")
-        return path.split(".", 1)[1] if strip else path
+        return path.split(".", 1)[1] if strip and "." in path else path
 
     groups: list[GroupView] = []
 
@@ -213,6 +311,7 @@ def _nested_groups(own: dict[str, list[NodeView]], kinds: dict) -> tuple[GroupVi
                 None if parents[path] is None else GROUP_PREFIX + parents[path],
                 tuple(GROUP_PREFIX + child for child in inner),
                 name_of(path),
+                captions.get(path),
             )
         )
         for child in inner:

@@ -2,9 +2,9 @@
 
 A forward step colours its node and writes a scalar's value in its box; a backward step
 colours the node again, writes its gradient in its box and widens the edges into it by the
-gradient they carried back; a step back puts back what the stepper now says. `refresh`
-redraws every item from the stepper's state, after the picture was rebuilt (a group
-collapsed or expanded).
+gradient they carried back; a node whose value or gradient holds NaN or Inf is flagged red;
+a step back puts back what the stepper now says. `refresh` redraws every item from the
+stepper's state, after the picture was rebuilt (a group collapsed or expanded).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ class StepPresenter:
         for event in events:
             key = session.key_of(event.node.id)
             self.scene.set_state(key, event.phase)
+            self.scene.set_nonfinite(key, session.flagged(key))
             if event.phase == "forward":
                 self.scene.set_value_text(key, session.scalar_text(key))
             else:
@@ -43,6 +44,7 @@ class StepPresenter:
         session = self.session
         key = session.key_of(event.node.id)
         self.scene.set_state(key, session.state(key))
+        self.scene.set_nonfinite(key, session.flagged(key))
         if event.phase == "forward":
             self.scene.set_value_text(key, session.scalar_text(key))
         else:
@@ -61,6 +63,8 @@ class StepPresenter:
             self.scene.set_state(node.key, session.state(node.key))
             self.scene.set_value_text(node.key, session.scalar_text(node.key))
             self.scene.set_grad_text(node.key, session.grad_text(node.key))
+            if session.flagged(node.key):
+                self.scene.set_nonfinite(node.key, True)
         for key in session.breakpoint_keys():
             self.scene.set_breakpoint(key, True)
         for event in session.stepper.done:

@@ -19,6 +19,7 @@ from PySide6.QtWidgets import QGraphicsScene, QMenu
 from topograd.dsl.training import write_atomically
 from topograd.gui.items import (
     LABEL_LOD_BIG_GRAPH,
+    OPS_PENDING,
     STATES,
     BoxItem,
     EdgeItem,
@@ -63,6 +64,7 @@ class GraphScene(QGraphicsScene):
         self._values: dict[str, str] = {}
         self._grads: dict[str, str] = {}  # short gradient texts of nodes done backward
         self._gradients: dict[EdgeKey, float] = {}
+        self._nonfinite: set[str] = set()  # nodes whose value or gradient is not finite
         self._current: str | None = None
         self._current_item: BoxItem | None = None
         self.selectionChanged.connect(self._emit_selection)
@@ -104,8 +106,14 @@ class GraphScene(QGraphicsScene):
     def _group_item(self, graph: GraphView, key: str, box, *, collapsed: bool) -> GroupItem:
         view = graph.group(key)
         free = sum(graph.node(member).role in GRADIENT_FREE_ROLES for member in view.members)
+        leaves = sum(graph.node(member).role != "op" for member in view.members)
         item = self._groups[key] = GroupItem(
-            view, box, collapsed=collapsed, gradient_free=free, depth=len(graph.enclosing(key))
+            view,
+            box,
+            collapsed=collapsed,
+            gradient_free=free,
+            depth=len(graph.enclosing(key)),
+            leaves=leaves,
         )
         return item
 
@@ -157,17 +165,25 @@ class GraphScene(QGraphicsScene):
         self._values = {key: text for key, text in self._values.items() if key in known}
         self._grads = {key: text for key, text in self._grads.items() if key in known}
         self._breakpoints &= known
+        self._nonfinite &= known
         self._gradients = {e: m for e, m in self._gradients.items() if e in self._drawn_by}
         self._tally = {}
         for group in graph.groups:
             tally = dict.fromkeys(STATES, 0)
+            tally[OPS_PENDING] = 0
             for member in group.members:
-                tally[self._states.get(member, "pending")] += 1
+                state = self._states.get(member, "pending")
+                tally[state] += 1
+                tally[OPS_PENDING] += state == "pending" and graph.node(member).role == "op"
             self._tally[group.key] = tally
             box = self._groups.get(group.key)
             if box is not None and box.collapsed:
                 box.set_counts(tally)
                 box.set_breakpoint(any(m in self._breakpoints for m in group.members))
+                box.set_nonfinite(any(m in self._nonfinite for m in group.members))
+        for key in self._nonfinite:
+            if key in self._nodes:
+                self._nodes[key].set_nonfinite(True)
         for key, state in self._states.items():
             if key in self._nodes:
                 self._nodes[key].set_state(state)
@@ -206,6 +222,8 @@ class GraphScene(QGraphicsScene):
             tally = self._tally[group]
             tally[old] -= 1
             tally[state] += 1
+            if self.graph.node(key).role == "op":
+                tally[OPS_PENDING] += (state == "pending") - (old == "pending")
             box = self._groups.get(group)
             if box is not None and box.collapsed:
                 box.set_counts(tally)
@@ -215,7 +233,8 @@ class GraphScene(QGraphicsScene):
         if key in self._tally:
             group = self.graph.group(key)
             free = sum(self.graph.node(m).role in GRADIENT_FREE_ROLES for m in group.members)
-            return summed_state(self._tally[key], len(group.members), free)
+            leaves = sum(self.graph.node(m).role != "op" for m in group.members)
+            return summed_state(self._tally[key], len(group.members), free, leaves)
         return self._states.get(key, "pending")
 
     def set_current(self, key: str | None) -> None:
@@ -243,6 +262,24 @@ class GraphScene(QGraphicsScene):
         elif key in self._hidden_in:
             box = self._groups[self._hidden_in[key]]
             box.set_breakpoint(any(m in self._breakpoints for m in box.view.members))
+
+    def set_nonfinite(self, key: str, on: bool) -> None:
+        """Flag a node in red (its value or gradient holds NaN or Inf), or take the flag off;
+        a collapsed layer's box is flagged while any of its nodes is."""
+        self._check_node(key)
+        if on:
+            self._nonfinite.add(key)
+        else:
+            self._nonfinite.discard(key)
+        if key in self._nodes:
+            self._nodes[key].set_nonfinite(on)
+        elif key in self._hidden_in:
+            box = self._groups[self._hidden_in[key]]
+            box.set_nonfinite(any(m in self._nonfinite for m in box.view.members))
+
+    def nonfinite(self) -> frozenset[str]:
+        """The nodes flagged as not finite."""
+        return frozenset(self._nonfinite)
 
     def set_edge_gradient(
         self, source: str, target: str, position: int, magnitude: float | None
@@ -299,7 +336,10 @@ class GraphScene(QGraphicsScene):
         for key in self._grads:
             if key in self._nodes:
                 self._nodes[key].set_grad_text(None)
+        for item in (*self._nodes.values(), *self._groups.values()):
+            item.set_nonfinite(False)
         self._states, self._values, self._grads, self._gradients = {}, {}, {}, {}
+        self._nonfinite = set()
         for item in self._edges.values():
             item.set_gradient(None)
         self._restyle_all()
@@ -333,6 +373,29 @@ class GraphScene(QGraphicsScene):
         """The item that draws a graph edge, None when it is inside a collapsed layer."""
         drawn = self._drawn_by.get((source, target, position))
         return None if drawn is None else self._edges[drawn]
+
+    def select_keys(self, keys) -> list[BoxItem]:
+        """Select the boxes that show `keys` (a node hidden in a collapsed layer: the layer's
+        box), without announcing a selection; the boxes selected, in the order of `keys`."""
+        shown: list[BoxItem] = []
+        for key in keys:
+            item = self.item_showing(key)
+            if item is not None and item not in shown and isinstance(item, BoxItem):
+                shown.append(item)
+        self.blockSignals(True)
+        try:
+            self.clearSelection()
+            for item in shown:
+                item.setSelected(True)
+        finally:
+            self.blockSignals(False)
+        return shown
+
+    def repaint_all(self) -> None:
+        """Paint every item again (the colours changed: a light or dark palette)."""
+        for item in self.items():
+            item.update()
+        self.update()
 
     def node_items(self) -> dict[str, NodeItem]:
         return dict(self._nodes)

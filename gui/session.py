@@ -18,7 +18,8 @@ from topograd.dsl.errors import Source
 from topograd.dsl.inspect import Subject, graph_subject, network_subject
 from topograd.dsl.spec import Spec
 from topograd.engine import Graph, StepEvent, Stepper
-from topograd.gui.model import GraphView
+from topograd.gui.model import GROUP_PREFIX, LOSS_PATH, PENALTY_PATH, GraphView
+from topograd.gui.source_map import SourceMap, loss_layers, network_layers
 from topograd.gui.values import ValueView, format_number
 
 # Edge widths show the gradient's root mean square on a log scale over these decades.
@@ -55,7 +56,16 @@ class Session:
     def _rebuild(self, breakpoints: set[str] | None = None) -> None:
         self.subject: Subject = self._subject()
         self.graph: Graph = self.subject.graph()
-        self.view: GraphView = GraphView.from_graph(self.graph)
+        network = self.spec.network
+        loss, penalty = loss_layers(self.spec)
+        self.view: GraphView = GraphView.from_graph(
+            self.graph,
+            network_layers(network) if network is not None else None,
+            loss=loss,
+            penalty=penalty,
+            container=network.name if network is not None and network.scalar else None,
+        )
+        self.source_map = SourceMap.of(self.view, self.spec)
         self.stepper = Stepper(self.graph)
         self._key_of = {node.node_id: node.key for node in self.view.nodes}
         for key in breakpoints or ():
@@ -76,6 +86,20 @@ class Session:
     def refresh(self) -> None:
         """Rebuild the graph on the same mini-batch (after training changed the weights)."""
         self._rebuild(self.breakpoint_keys())
+
+    def opening_collapsed(self, most_boxes: int = 24) -> frozenset[str]:
+        """The layers drawn as one box each when the file opens: a network's layers (its
+        blocks as frames around theirs, unless that makes more than `most_boxes` boxes) and
+        its loss; none for a graph file."""
+        if self.spec.network is None:
+            return frozenset()
+        layers = {GROUP_PREFIX + path for path in network_layers(self.spec.network)}
+        layers |= {GROUP_PREFIX + LOSS_PATH, GROUP_PREFIX + PENALTY_PATH}
+        groups = [group for group in self.view.groups if group.key in layers]
+        leaves = {g.key for g in groups if not any(c in layers for c in g.children)}
+        if len(leaves) <= most_boxes:
+            return frozenset(leaves)
+        return frozenset(g.key for g in groups if g.parent not in layers)
 
     # --- keys and node ids -------------------------------------------------------------
     def key_of(self, node_id: int) -> str:
@@ -121,6 +145,20 @@ class Session:
             return format_number(float(grad.reshape(())))
         return f"norm {format_number(float(np.linalg.norm(grad)))}"
 
+    def nonfinite_in(self, event: StepEvent) -> int:
+        """How many entries of a step's value (forward) or gradient (backward) are NaN or
+        infinite."""
+        return _nonfinite_count(event.value if event.phase == "forward" else event.grad)
+
+    def flagged(self, key: str) -> bool:
+        """Whether a node's value or gradient, as the steps so far show them, holds a NaN
+        or an infinity."""
+        node_id = self.node_id(key)
+        return bool(
+            _nonfinite_count(self.stepper.value_of(node_id))
+            or _nonfinite_count(self.stepper.grad_of(node_id))
+        )
+
     def edge_gradients(self, event: StepEvent) -> list[EdgeGradient]:
         """The gradient each input edge of a backward step's node carried back."""
         target = self.key_of(event.node.id)
@@ -141,3 +179,13 @@ class Session:
                 magnitude = min(1.0, max(0.0, (math.log10(rms) - low) / (high - low)))
             edges.append(EdgeGradient(self.key_of(parent.id), target, position, rms, magnitude))
         return edges
+
+
+def _nonfinite_count(array) -> int:
+    """NaN and infinite entries of an array (0 for None and for integer arrays)."""
+    if array is None:
+        return 0
+    array = np.asarray(array)
+    if not np.issubdtype(array.dtype, np.inexact):
+        return 0
+    return int(array.size - np.count_nonzero(np.isfinite(array)))

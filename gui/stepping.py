@@ -3,7 +3,8 @@
 `StepController` drives `engine.Stepper` (through the session) and announces every change
 as a signal carrying the engine's own `StepEvent`s; it computes nothing itself. Play is a
 QTimer that takes one step per tick, at a speed in steps per second, and pauses at a
-breakpoint or at the end.
+breakpoint or at the end. With `break_on_nonfinite`, running and playing also stop right after
+the first step whose value (forward) or gradient (backward) holds a NaN or an infinity.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ class StepController(QObject):
     """Step, step back, run, run to a node, breakpoints and play for one session."""
 
     advanced = Signal(list)  # the StepEvents just done, in order
+    stoppedAtNonfinite = Signal(object)  # the StepEvent whose value or gradient is not finite
     undone = Signal(object)  # the StepEvent just undone
     wasReset = Signal()  # nothing is computed any more
     breakpointChanged = Signal(str, bool)  # node key, set
@@ -27,6 +29,7 @@ class StepController(QObject):
     def __init__(self, parent=None):
         super().__init__(parent)
         self.session: Session | None = None
+        self.break_on_nonfinite = False
         self._timer = QTimer(self)
         self._timer.timeout.connect(self._tick)
         self.set_speed(10)
@@ -59,16 +62,55 @@ class StepController(QObject):
 
     def run(self) -> None:
         """Run to the next breakpoint or the end."""
-        self._advance(lambda s: s.run())
+        if not self.break_on_nonfinite:
+            self._advance(lambda s: s.run())
+            return
+        self._advance(lambda s: self._run_until(lambda event: event.node.id in s.breakpoints))
 
     def run_to_end_of_pass(self) -> None:
-        self._advance(lambda s: s.run_to_end_of())
+        if not self.break_on_nonfinite:
+            self._advance(lambda s: s.run_to_end_of())
+            return
+        stepper = self.stepper
+        if stepper is None:
+            return
+        phase = "forward" if stepper.current is None else stepper.current.phase
+        if phase == "forward" and stepper.forward_complete:
+            return
+        self._advance(
+            lambda s: self._run_until(lambda _: phase == "forward" and s.forward_complete)
+        )
 
     def run_to(self, key: str) -> None:
         """Run until the node's next step is done (its forward, then its backward)."""
-        if self.session is not None:
-            node_id = self.session.node_id(key)
+        if self.session is None:
+            return
+        node_id = self.session.node_id(key)
+        if not self.break_on_nonfinite:
             self._advance(lambda s: s.run_to(node_id))
+            return
+        stepper = self.stepper
+        leaf = stepper.graph[node_id].op is None
+        phase = "backward" if leaf or stepper.state_of(node_id) != "pending" else "forward"
+
+        def reached(event) -> bool:
+            stop = event.node.id == node_id and event.phase == phase
+            return stop or (event.node.id in stepper.breakpoints and event.node.id != node_id)
+
+        self._advance(lambda s: self._run_until(reached))
+
+    def _run_until(self, stop) -> list:
+        """Step until `stop(event)` says so, every step is done, or a step shows a non-finite
+        number (with break_on_nonfinite on)."""
+        stepper, taken = self.stepper, []
+        while (event := stepper.step()) is not None:
+            taken.append(event)
+            if self._stops_at_nonfinite(event) or stop(event):
+                break
+        return taken
+
+    def _stops_at_nonfinite(self, event) -> bool:
+        return self.break_on_nonfinite and bool(self.session.nonfinite_in(event))
 
     def step_back(self) -> None:
         if self.stepper is None:
@@ -120,8 +162,11 @@ class StepController(QObject):
             self.pause()
             return
         self.advanced.emit([event])
-        if event.node.id in self.stepper.breakpoints or self.stepper.finished:
+        at_nonfinite = self._stops_at_nonfinite(event)
+        if at_nonfinite or event.node.id in self.stepper.breakpoints or self.stepper.finished:
             self.pause()
+        if at_nonfinite:
+            self.stoppedAtNonfinite.emit(event)
         self.changed.emit()
 
     def _advance(self, action) -> None:
@@ -130,6 +175,8 @@ class StepController(QObject):
         events = action(self.stepper)
         if events:
             self.advanced.emit(events)
+            if self._stops_at_nonfinite(events[-1]):
+                self.stoppedAtNonfinite.emit(events[-1])
             self.changed.emit()
 
 

@@ -17,11 +17,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 from topograd.gui.scene import GraphScene
+from topograd.gui.theme import theme
 
 MIN_ZOOM = 0.02
 MAX_ZOOM = 8.0
 ZOOM_STEP = 1.25
 FIT_MAX_ZOOM = 1.5  # fitting a small graph magnifies it no more than this
+LEGIBLE_ZOOM = 1.0  # Find and a click on a line of the text zoom in to at least this
 WHEEL_NOTCH = 120  # angleDelta units of one wheel notch: it zooms by ZOOM_STEP
 
 
@@ -38,7 +40,10 @@ class GraphCanvas(QGraphicsView):
         self.setDragMode(QGraphicsView.DragMode.ScrollHandDrag)
         self.setResizeAnchor(QGraphicsView.ViewportAnchor.AnchorViewCenter)
         self.setViewportUpdateMode(QGraphicsView.ViewportUpdateMode.SmartViewportUpdate)
-        self.setBackgroundBrush(Qt.GlobalColor.white)
+        self.setBackgroundBrush(theme().canvas)
+        # drag pans and the wheel zooms: scroll bars would only take room from the graph
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         scene.sceneRectChanged.connect(self._scene_rect_changed)
 
     def _scene_rect_changed(self, _rect) -> None:
@@ -130,15 +135,26 @@ class GraphCanvas(QGraphicsView):
         self.centerOn(rect.center())
 
     def center_on(self, key: str) -> bool:
-        """Centre the view on a node (or the box of the layer hiding it) and select it;
-        False when the scene does not show it."""
+        """Centre the view on a node (or the box of the layer hiding it) at a legible zoom
+        and select it; False when the scene does not show it."""
         item = self.scene().item_showing(key)
         if item is None:
             return False
         self.scene().clearSelection()
         item.setSelected(True)
-        self.centerOn(item.box().center())
+        self.show_area(item.box())
         return True
+
+    def show_area(self, area: QRectF) -> None:
+        """Bring a scene area into view: zoomed in to a legible scale (LEGIBLE_ZOOM, or as
+        close as fits the area) when the view is smaller, and centred on it."""
+        viewport = self.viewport().rect()
+        if not area.isEmpty() and not viewport.isEmpty():
+            fits = min(viewport.width() / area.width(), viewport.height() / area.height())
+            wanted = min(LEGIBLE_ZOOM, 0.9 * fits)
+            if self.zoom_level() < wanted:
+                self.set_zoom(wanted)
+        self.centerOn(area.center())
 
     def center_of_view(self) -> QPointF:
         """The scene point at the middle of the viewport."""

@@ -13,11 +13,12 @@ import pytest
 from topograd.dsl import inspect
 from topograd.dsl.cli import main
 from topograd.dsl.commands.common import load_spec
-from topograd.gui.items import SKIP_COLOR, Z_EDGE, GroupItem, NodeItem
+from topograd.gui.items import Z_EDGE, GroupItem, NodeItem
 from topograd.gui.layout import compute_layout, visible_input
 from topograd.gui.model import GraphView
 from topograd.gui.scene import GraphScene
 from topograd.gui.svg import graph_svg
+from topograd.gui.theme import theme
 
 HAS_DOT = shutil.which("dot") is not None
 ENGINES = [False, pytest.param(True, marks=pytest.mark.skipif(not HAS_DOT, reason="no dot"))]
@@ -218,7 +219,7 @@ def test_a_collapsed_block_hides_its_layers_and_the_skip_edge_ends_at_its_box(qt
     for member in view.group(RESIDUAL).members:
         assert scene.item_for(member) is None and scene.item_showing(member) is box
     skip = scene.edge_item(*skip_edge(view))
-    assert skip is not None and skip.skip and skip.pen_color() == SKIP_COLOR
+    assert skip is not None and skip.skip and skip.pen_color() == theme().skip
     path = skip.path()
     end = path.elementAt(path.elementCount() - 1)
     rect = box.box()
@@ -267,6 +268,7 @@ def test_the_svg_draws_the_outermost_collapsed_box_and_nested_frames(blocks_file
 def test_stepping_both_ways_through_a_collapsed_block(window, blocks_file):
     assert window.open_file(blocks_file)
     view = window.session.view
+    window.expand_all()
     window.toggle_group(RESIDUAL)
     box = window.scene.item_for(RESIDUAL)
     members = set(view.group(RESIDUAL).members)

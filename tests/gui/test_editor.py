@@ -11,9 +11,10 @@ from PySide6.QtCore import QEvent, QPoint, Qt
 from PySide6.QtGui import QHelpEvent, QTextCharFormat, QTextCursor
 from PySide6.QtWidgets import QApplication, QToolTip
 from topograd.gui.diagnostics import diagnose
-from topograd.gui.editor import ERROR, CodeEditor, DebouncedChecker
+from topograd.gui.editor import CodeEditor, DebouncedChecker
 from topograd.gui.highlight import classify, keywords
 from topograd.gui.problems import NO_PROBLEMS, ProblemsList
+from topograd.gui.theme import theme
 
 GRAMMAR = Path(__file__).resolve().parents[2] / "dsl" / "grammar.lark"
 
@@ -148,7 +149,7 @@ def test_underlines_span_the_problems_columns(editor):
         assert (
             selection.format.underlineStyle() == QTextCharFormat.UnderlineStyle.SpellCheckUnderline
         )
-        assert selection.format.underlineColor() == ERROR
+        assert selection.format.underlineColor() == theme().error
     assert editor.problems() == problems
 
 
@@ -207,7 +208,7 @@ def test_the_gutter_marks_the_lines_with_problems(editor, qtbot):
         y
         for y in range(image.height())
         for x in range(image.width())
-        if image.pixelColor(x, y) == ERROR
+        if image.pixelColor(x, y) == theme().error
     }
     assert {editor.line_at(y) for y in red_rows} == {p.pos.line for p in problems}
     y = editor.cursorRect(QTextCursor(editor.document().findBlockByNumber(4))).center().y()

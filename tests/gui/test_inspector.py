@@ -16,7 +16,7 @@ from topograd.gui.heatmap import (
 )
 from topograd.gui.inspector import DIGITS, LEAF_FORMULAS, VALUE_ROLE, Inspector
 from topograd.gui.model import GraphView, NodeView
-from topograd.gui.values import ValueView, format_number
+from topograd.gui.values import HEAT_TOP, HEAT_ZERO, ValueView, format_number
 from topograd.gui.window import MainWindow
 
 import topograd as tg
@@ -190,27 +190,83 @@ def test_clear_empties_everything(inspector, softmax):
         assert panel.heatmap.image is None and panel.histogram.bar_rects() == []
 
 
-def test_heatmap_paints_cells_in_the_diverging_colours_with_aspect_kept(qtbot):
-    array = np.array([[-3.0, 0.0, 1.0], [2.0, -1.0, 0.5]])
+def test_heatmap_fills_its_panel_in_diverging_colours_symmetric_around_zero(qtbot):
+    array = np.array([[-2.0, 0.0, 1.0], [2.0, -1.0, 0.5]])
     widget = HeatmapWidget()
     qtbot.addWidget(widget)
     widget.resize(330, 260)
     widget.set_value(ValueView.from_array(array))
-    assert widget.colours == DIVERGING_COLOURS
+    assert widget.scale_colours == DIVERGING_COLOURS
     rect = widget.image_rect()
-    assert abs(rect.width() / rect.height() - 3 / 2) < 0.02
+    assert rect.width() >= 330 - 10 and rect.height() > 150  # the panel, not a 3:2 box
     picture = widget.grab().toImage()
 
     def colour_at(row, column):
-        x = rect.left() + int((column + 0.5) * rect.width() / 3)
-        y = rect.top() + int((row + 0.5) * rect.height() / 2)
-        return picture.pixel(x, y) & 0xFFFFFF
+        centre = widget.cell_rect(row, column).center()
+        return picture.pixel(int(centre.x()), int(centre.y())) & 0xFFFFFF
 
-    assert colour_at(0, 0) == DIVERGING_COLOURS[0] & 0xFFFFFF
-    assert colour_at(1, 0) == DIVERGING_COLOURS[255] & 0xFFFFFF
-    assert colour_at(0, 1) == DIVERGING_COLOURS[128] & 0xFFFFFF
+    assert colour_at(0, 0) == DIVERGING_COLOURS[0] & 0xFFFFFF  # -2: the low end
+    assert colour_at(1, 0) == DIVERGING_COLOURS[HEAT_TOP] & 0xFFFFFF  # 2: the high end
+    assert colour_at(0, 1) == DIVERGING_COLOURS[HEAT_ZERO] & 0xFFFFFF  # 0: the middle
+    assert colour_at(0, 2) == DIVERGING_COLOURS[HEAT_ZERO + HEAT_ZERO // 2] & 0xFFFFFF
     widget.set_value(ValueView.from_array(array - array.min()))
-    assert widget.colours == SEQUENTIAL_COLOURS
+    assert widget.scale_colours == SEQUENTIAL_COLOURS
+
+
+def test_a_narrow_softmax_is_sequential_with_its_range_in_the_legend(qtbot):
+    p = np.array([[0.43, 0.57], [0.5, 0.5]])
+    widget = HeatmapWidget()
+    qtbot.addWidget(widget)
+    widget.resize(300, 220)
+    widget.set_value(ValueView.from_array(p))
+    assert widget.scale_colours == SEQUENTIAL_COLOURS
+    assert SEQUENTIAL_COLOURS[0] & 0xFFFFFF != 0 and SEQUENTIAL_COLOURS[-1] & 0xFFFFFF != 0xFFFFFF
+    assert widget.value.scale == (0.43, 0.57)  # the legend's ends: what the colours span
+    picture = widget.grab().toImage()
+    assert not picture.isNull()
+
+
+def test_long_vectors_wrap_and_feature_maps_tile_the_panel(qtbot):
+    widget = HeatmapWidget()
+    qtbot.addWidget(widget)
+    widget.resize(360, 260)
+    widget.set_value(ValueView.from_array(np.arange(256.0)))
+    rows = widget.value.layout.cells[0]
+    assert rows > 1 and widget.image_rect().height() > 150  # wrapped, and as high as the panel
+    maps = np.random.default_rng(0).normal(size=(4, 16, 8, 8))
+    widget.set_value(ValueView.from_array(maps))
+    assert widget.value.layout.grid == (4, 16)
+    assert "4 x 16 maps of 8x8" in widget.readout()
+    widget.grab()
+
+
+def test_the_heatmap_reads_out_the_element_under_the_mouse_and_picks_it(qtbot):
+    maps = np.random.default_rng(1).normal(size=(2, 3, 4, 5))
+    widget = HeatmapWidget()
+    qtbot.addWidget(widget)
+    widget.resize(300, 240)
+    widget.show()
+    qtbot.waitExposed(widget)
+    widget.set_value(ValueView.from_array(maps))
+    index = (1, 2, 3, 4)
+    point = widget.cell_rect(*widget.value.layout.cell_of(index)).center().toPoint()
+    qtbot.mouseMove(widget, point)
+    qtbot.waitUntil(lambda: widget.readout().startswith("[1, 2, 3, 4] = "))
+    assert widget.readout() == f"[1, 2, 3, 4] = {format_number(maps[index], 6)}"
+    with qtbot.waitSignal(widget.elementPicked) as picked:
+        qtbot.mouseClick(widget, Qt.MouseButton.LeftButton, pos=point)
+    assert picked.args == [index] and widget.picked == index
+
+
+def test_picking_an_element_in_the_heatmap_works_it_out(inspector, tensor_graph):
+    stepper, views, product, _ = tensor_graph
+    show_stepped(inspector, stepper, views, product)
+    panel = inspector.grad_panel
+    panel.show_value(ValueView.from_array(stepper.grad_of(product.id)), "")
+    panel.heatmap.elementPicked.emit((1, 2))
+    assert inspector.picked == (1, 2)
+    assert inspector.text_of("worked").splitlines()[0] == "element [1, 2] (picked)"
+    assert panel.heatmap.picked == (1, 2)
 
 
 def test_histogram_bars_follow_the_counts(qtbot):

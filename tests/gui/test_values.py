@@ -1,17 +1,22 @@
-"""ValueView against numpy: statistics, the 2-D view and table, heat indices, histogram, text."""
+"""ValueView against numpy: statistics, the 2-D view and table, the heatmap's arrangement
+(wrapped vectors, feature maps) and colour indices, histogram, text."""
 
 import math
 
 import numpy as np
 import pytest
 from topograd.gui.values import (
-    HEAT_NAN,
+    HEAT_EMPTY,
+    HEAT_NONFINITE,
     HEAT_SIDE,
+    HEAT_TOP,
     HEAT_ZERO,
     HIST_BINS,
     TABLE_COLUMNS,
     TABLE_ROWS,
+    WRAP_AT,
     ValueView,
+    arrangement,
     format_number,
     row_label,
     short_text,
@@ -57,7 +62,7 @@ def test_no_finite_entry_gives_nan_statistics_and_no_histogram():
     assert view.nonfinite == 3
     assert all(math.isnan(x) for x in (view.mean, view.std, view.min, view.max))
     assert view.hist_counts == () and view.hist_edges == ()
-    assert set(heat_grid(view).reshape(-1)) == {HEAT_NAN}
+    assert set(heat_grid(view).reshape(-1)) == {HEAT_NONFINITE}
 
 
 @pytest.mark.parametrize(
@@ -69,8 +74,8 @@ def test_two_d_view_rule_and_table(shape, view_shape):
     view = ValueView.from_array(array)
     assert view.table_shape == view_shape
     assert view.table == tuple(map(tuple, array.reshape(view_shape).tolist()))
-    assert view.heat_size == (view_shape[1], view_shape[0])
-    assert len(view.heat) == math.prod(view_shape)
+    rows, columns = view.layout.cells
+    assert view.heat_size == (columns, rows) and len(view.heat) == rows * columns
 
 
 def test_table_is_cut_to_the_first_rows_and_columns():
@@ -89,14 +94,17 @@ def test_scalars_have_their_number():
     assert (one.scalar, one.shape, one.table) == (3.25, (1, 1), ((3.25,),))
 
 
-def test_signed_heat_puts_the_ends_at_0_and_255_and_zero_in_the_middle():
+def test_signed_heat_is_symmetric_around_zero():
     array = np.random.default_rng(3).normal(size=(9, 11))
     array[4, 5] = 0.0
-    grid = heat_grid(ValueView.from_array(array))
-    assert grid[np.unravel_index(np.argmin(array), array.shape)] == 0
-    assert grid[np.unravel_index(np.argmax(array), array.shape)] == 255
-    assert grid[4, 5] == HEAT_ZERO
+    array[0, 0], array[8, 10] = -4.0, 2.0  # the largest magnitude is negative
+    grid = heat_grid(ValueView.from_array(array)).astype(int)
+    assert grid[0, 0] == 0 and grid[4, 5] == HEAT_ZERO
+    assert grid[8, 10] == round(HEAT_ZERO + HEAT_ZERO * 2.0 / 4.0)  # not stretched to the top
     assert np.all(grid[array < 0] <= HEAT_ZERO) and np.all(grid[array > 0] >= HEAT_ZERO)
+    mirrored = heat_grid(ValueView.from_array(-array)).astype(int)
+    assert np.all(np.abs((grid - HEAT_ZERO) + (mirrored - HEAT_ZERO)) <= 1)
+    assert ValueView.from_array(array).scale == (-4.0, 4.0)
 
 
 def test_heat_follows_the_order_of_the_values():
@@ -106,14 +114,12 @@ def test_heat_follows_the_order_of_the_values():
     assert np.all(np.diff(grid.reshape(-1)[order]) >= 0)
 
 
-def test_one_signed_heat_spans_min_to_max():
-    array = np.random.default_rng(5).uniform(2.0, 5.0, size=(8, 3))
+def test_one_signed_heat_spans_min_to_max_on_the_sequential_scale():
+    array = np.random.default_rng(5).uniform(0.43, 0.57, size=(8, 3))  # softmax-like
     view = ValueView.from_array(array)
-    assert not view.signed
+    assert not view.signed and view.scale == (array.min(), array.max())
     grid = heat_grid(view)
-    assert grid[np.unravel_index(np.argmin(array), array.shape)] == 0
-    assert grid[np.unravel_index(np.argmax(array), array.shape)] == 255
-    expected = np.rint(255 * (array - array.min()) / (array.max() - array.min()))
+    expected = np.rint(HEAT_TOP * (array - array.min()) / (array.max() - array.min()))
     assert np.array_equal(grid, expected)
 
 
@@ -121,10 +127,11 @@ def test_constant_heat_is_the_middle_colour():
     assert set(heat_grid(ValueView.from_array(np.full((3, 4), 2.5))).reshape(-1)) == {HEAT_ZERO}
 
 
-def test_nan_and_infinities_in_the_heatmap():
+def test_nan_and_infinities_get_their_own_colour():
     array = np.array([[-2.0, 1.0, np.nan], [np.inf, -np.inf, 0.0]])
     grid = heat_grid(ValueView.from_array(array))
-    assert grid.tolist() == [[0, 255, HEAT_NAN], [255, 0, HEAT_ZERO]]
+    nonfinite = HEAT_NONFINITE
+    assert grid.tolist() == [[0, HEAT_ZERO + 63, nonfinite], [nonfinite, nonfinite, HEAT_ZERO]]
 
 
 def test_downsampling_keeps_constant_blocks():
@@ -139,20 +146,86 @@ def test_downsampled_blocks_average_and_skip_nan():
     array = np.zeros((512, 2))
     array[0:2, 0] = [1.0, 3.0]
     array[2, 1], array[3, 1] = np.nan, 4.0
-    array[4:6, 0] = -1.0
+    array[4:6, 0] = -4.0
     view = ValueView.from_array(array)
     assert view.heat_size == (2, 256)
     grid = heat_grid(view)
-    # block means: 2.0 and 4.0 and -1.0 on the signed scale of min -1, max 4
-    assert grid[0, 0] == round(HEAT_ZERO + 127 * 2.0 / 4.0)
-    assert grid[1, 1] == 255 and grid[2, 0] == 0 and grid[3, 0] == HEAT_ZERO
+    # block means 2.0, 4.0 and -4.0 on the symmetric scale -4..4
+    assert grid[0, 0] == round(HEAT_ZERO + HEAT_ZERO * 2.0 / 4.0)
+    assert grid[1, 1] == HEAT_TOP and grid[2, 0] == 0 and grid[3, 0] == HEAT_ZERO
 
 
-@pytest.mark.parametrize(("shape", "size"), [((1000, 7), (7, 250)), ((257, 1), (1, 129))])
-def test_heatmap_is_at_most_256_a_side(shape, size):
+@pytest.mark.parametrize(("shape", "size"), [((1000, 7), (7, 250)), ((600, 300), (150, 200))])
+def test_a_plane_is_at_most_256_cells_a_side(shape, size):
     view = ValueView.from_array(np.ones(shape))
     assert view.heat_size == size
     assert max(view.heat_size) <= HEAT_SIDE and len(view.heat) == size[0] * size[1]
+
+
+# --- the heatmap's arrangement ---------------------------------------------------------------
+@pytest.mark.parametrize("shape", [(256,), (1, 256), (256, 1), (1, 1, 300)])
+def test_a_long_vector_wraps_into_rows(shape):
+    array = np.arange(math.prod(shape), dtype=np.float64).reshape(shape) + 1.0
+    view = ValueView.from_array(array)
+    layout = view.layout
+    assert layout.kind == "wrapped" and layout.width < array.size
+    rows, columns = layout.cells
+    assert columns == layout.width and rows == math.ceil(array.size / columns)
+    assert 1.0 <= columns / rows <= 2.5  # wider than high, as the panel is
+    grid = heat_grid(view)
+    assert grid[-1, -1] == HEAT_EMPTY or array.size == rows * columns  # the rest of its row
+    for flat in (0, 17, array.size - 1):
+        index = np.unravel_index(flat, shape)
+        assert layout.cell_of(index) == divmod(flat, columns)
+        assert layout.index_at(*divmod(flat, columns)) == tuple(int(i) for i in index)
+    assert "wrapped" in layout.describe()
+
+
+def test_a_short_vector_stays_one_row():
+    assert arrangement((WRAP_AT,)).kind == "plane"
+    assert arrangement((WRAP_AT + 1,)).kind == "wrapped"
+
+
+def test_a_4d_tensor_is_a_grid_of_feature_maps():
+    array = np.random.default_rng(7).normal(size=(4, 16, 8, 8))  # a batch of conv outputs
+    view = ValueView.from_array(array)
+    layout = view.layout
+    assert (layout.kind, layout.grid, layout.tile) == ("maps", (4, 16), (8, 8))
+    assert view.heat_size == (16 * 8, 4 * 8)  # every map whole, none averaged
+    grid = heat_grid(view)
+    high = view.scale[1]
+    for index in [(0, 0, 0, 0), (2, 5, 3, 7), (3, 15, 7, 7)]:
+        row, column = layout.cell_of(index)
+        assert layout.index_at(row, column) == index
+        expected = round(HEAT_ZERO + HEAT_ZERO * array[index] / high)
+        assert abs(int(grid[row, column]) - expected) <= 1
+    assert layout.describe() == "4 x 16 maps of 8x8 (rows axis 0, columns axis 1)"
+
+
+def test_conv_weights_lie_along_the_wider_axis_and_big_grids_are_cut():
+    weights = arrangement((16, 1, 3, 3))  # 16 filters of one channel: one row of 16 maps
+    assert weights.grid == (1, 16) and weights.transposed
+    assert weights.index_at(0, 3 * 5 + 1) == (5, 0, 0, 1)
+    big = arrangement((64, 4, 8, 8))
+    assert big.grid == (4, 32) and "of 4 x 64" in big.describe()
+    assert big.index_at(0, 8 * 31) == (31, 0, 0, 0) and big.cell_of((40, 0, 0, 0)) is None
+
+
+def test_a_3d_tensor_is_maps_that_fill_rows():
+    layout = arrangement((5, 7, 9))
+    assert layout.kind == "maps" and layout.grid[0] * layout.grid[1] >= 5
+    shown = {layout.index_at(r, c) for r in range(layout.cells[0]) for c in range(layout.cells[1])}
+    shown.discard(None)
+    assert len(shown) == 5 * 7 * 9
+    grid = heat_grid(ValueView.from_array(np.ones((5, 7, 9))))
+    assert (grid == HEAT_EMPTY).sum() == (layout.grid[0] * layout.grid[1] - 5) * 7 * 9
+
+
+def test_the_readout_reads_the_exact_element():
+    array = np.random.default_rng(8).normal(size=(3, 4)).astype(np.float32)
+    view = ValueView.from_array(array)
+    assert view.value_at((2, 1)) == float(array[2, 1])
+    assert not view.values.flags.writeable
 
 
 def test_histogram_matches_numpy_over_finite_entries():

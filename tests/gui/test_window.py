@@ -79,7 +79,8 @@ def test_stepping_a_sample_shows_the_engines_values_and_gradients(window, name):
         steps += 1
         key = window.selected
         node = truth.nodes[session.view.node(key).index]
-        assert window.scene.item_showing(key).state == "forward"
+        assert window.scene.state_of(key) == "forward"
+        assert window.scene.item_showing(key).is_current  # its box, or its layer's
         assert_panel_shows(window.inspector.value_panel, node.data)
     assert steps == len(truth.op_nodes)
     backward = 0
@@ -90,7 +91,8 @@ def test_stepping_a_sample_shows_the_engines_values_and_gradients(window, name):
         node = truth.nodes[session.view.node(key).index]
         assert window.inspector.tabs.currentIndex() == 1  # the gradient is on show
         assert_panel_shows(window.inspector.grad_panel, truth.grad_of(node))
-        assert window.scene.item_showing(key).state == "backward"
+        assert window.scene.state_of(key) == "backward"
+        assert window.scene.item_showing(key).is_current
     assert backward == len(truth.grads) > 0
     assert window.controller.stepper.finished
     assert window.position_label.text() == f"finished: {steps + backward} steps"
@@ -175,10 +177,11 @@ def test_run_to_the_selected_node(window):
 
 def test_collapsing_a_layer_keeps_the_steps_drawn(window):
     opened(window, "digits.tg")
+    window.actions.expand_all.trigger()
     window.actions.run_to_end.trigger()
     group = window.session.view.groups[0]
     window.toggle_group(group.key)
-    assert group.key in window.collapsed
+    assert window.collapsed == {group.key}
     assert all(window.scene.item_for(m) is None for m in group.members)
     assert window.scene.item_showing(group.members[0]).state == "forward"
     window.actions.expand_all.trigger()
@@ -243,7 +246,7 @@ def test_training_from_the_window_then_stepping_shows_the_trained_weights(window
     panel = window.training
     panel.unit.setCurrentText("steps")
     panel.amount.setValue(5)
-    with qtbot.waitSignal(panel.trainingFinished, timeout=30000):
+    with qtbot.waitSignal(panel.trainingFinished, timeout=300_000):
         panel.train_button.click()
         assert not window.actions.step_forward.isEnabled()  # no stepping while training
     assert window.actions.step_forward.isEnabled()
@@ -252,6 +255,24 @@ def test_training_from_the_window_then_stepping_shows_the_trained_weights(window
     trained = window.session.built.model.parameters()[0].data
     assert_panel_shows(window.inspector.value_panel, trained)
     assert window.session.graph[weight.node_id].data is trained
+
+
+def test_reinitialize_brings_back_the_files_weights_and_clears_the_curves(window, qtbot):
+    opened(window, "digits.tg")
+    first = window.session.built.model.parameters()[0].data.copy()
+    panel = window.training
+    panel.unit.setCurrentText("steps")
+    panel.amount.setValue(3)
+    with qtbot.waitSignal(panel.trainingFinished, timeout=300_000):
+        window.actions.train.trigger()
+    assert not np.array_equal(window.session.built.model.parameters()[0].data, first)
+    window.collapse_all()
+    collapsed = window.collapsed
+    window.actions.reinitialize.trigger()
+    assert np.array_equal(window.session.built.model.parameters()[0].data, first)
+    assert panel.curves.steps == [] and panel.plots.currentWidget() is panel.placeholder
+    assert window.collapsed == collapsed  # the picture as it was, on the new weights
+    assert "reinitialized" in window.statusBar().currentMessage()
 
 
 def test_new_mini_batch_keeps_keys_and_breakpoints(window):
@@ -274,6 +295,9 @@ def test_convolution_layers_are_groups_that_collapse_and_expand(window):
     assert {"Conv2d", "BatchNorm2d", "MaxPool2d"} <= kinds
     conv = next(g for g in window.session.view.groups if g.kind == "Conv2d")
     assert any(window.session.view.node(m).op == "conv2d" for m in conv.members)
+    assert conv.key in window.collapsed  # a network opens with one box per layer
+    window.toggle_group(conv.key)
+    assert not window.scene.item_for(conv.key).collapsed
     window.toggle_group(conv.key)
     box = window.scene.item_showing(conv.members[0])
     assert box is window.scene.item_for(conv.key)
