@@ -356,3 +356,29 @@ def _value_text(value) -> str:
     if isinstance(value, (tuple, list)):
         return "(" + ", ".join(_value_text(item) for item in value) + ")"
     return str(value)
+
+
+def save_trained(built: Built, history: History, path, extra: dict) -> Path:
+    """The model with its optimizer and schedule (atomic), for `topograd eval`: `extra` with
+    the data it was trained on (what `eval` checks); its epoch is the one whose weights the
+    model holds (the best one after a stop put it back)."""
+    from topograd.engine.train.checkpoint import save_checkpoint
+
+    extra = dict(extra)
+    if built.spec.data is not None:
+        extra["data"] = data_record(built.spec.data, built.data.preprocess)
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return save_checkpoint(
+            path,
+            built.model,
+            built.optimizer,
+            built.schedule,
+            rngs={},
+            epoch=history.best_epoch if history.stopped else len(history.epochs),
+            step=history.steps,
+            extra=extra,
+        )
+    except OSError as error:
+        raise cannot_write(path, error) from None

@@ -49,6 +49,7 @@ from topograd.dsl.training import (
     positive_int,
     rows_of,
     save_plots,
+    save_trained,
     show_progress,
     table,
     with_settings,
@@ -59,7 +60,7 @@ from topograd.engine import Tensor
 from topograd.engine.data.datasets import batches
 from topograd.engine.graph import Graph
 from topograd.engine.optim.lr_finder import lr_range_test
-from topograd.engine.train.checkpoint import CheckpointError, save_checkpoint
+from topograd.engine.train.checkpoint import CheckpointError
 from topograd.engine.train.checks import InitialLossWarning
 from topograd.engine.train.ensemble import (
     EnsembleResult,
@@ -337,26 +338,9 @@ def _checkpoint(built, history: History, metrics: dict, out):
 
 
 def _save_model(built, history: History, metrics: dict, path):
-    """The model with its optimizer and schedule, for `topograd eval` (atomic); its epoch is
-    the one whose weights the model holds."""
+    """The model for `topograd eval`, with the run's final metrics."""
     numbers = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
-    extra = {"metrics": numbers}
-    if built.spec.data is not None:  # what `eval` checks the model file's data against
-        extra["data"] = data_record(built.spec.data, built.data.preprocess)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return save_checkpoint(
-            path,
-            built.model,
-            built.optimizer,
-            built.schedule,
-            rngs={},
-            epoch=history.best_epoch if history.stopped else len(history.epochs),
-            step=history.steps,
-            extra=extra,
-        )
-    except OSError as error:
-        raise cannot_write(path, error) from None
+    return save_trained(built, history, path, {"metrics": numbers})
 
 
 def _outcome(*histories: History) -> int:

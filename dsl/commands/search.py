@@ -26,20 +26,19 @@ from topograd.dsl import ast
 from topograd.dsl.build import build, distribution
 from topograd.dsl.check import check
 from topograd.dsl.commands.common import FAILED, OK, USAGE, fail, source_of
-from topograd.dsl.datasets import data_record
 from topograd.dsl.errors import DslError
 from topograd.dsl.parser import parse
 from topograd.dsl.run_folder import RUNS, RunFolder, file_hash, numbered_runs, read_record
 from topograd.dsl.training import (
     CommandError,
-    cannot_write,
     fit_arguments,
     positive_int,
     report,
+    save_trained,
     write_atomically,
     write_json,
 )
-from topograd.engine.train.checkpoint import CheckpointError, checkpoint_info, save_checkpoint
+from topograd.engine.train.checkpoint import CheckpointError, checkpoint_info
 from topograd.engine.train.fit import fit
 from topograd.engine.train.search import (
     SearchResult,
@@ -331,22 +330,7 @@ class _Objective:
         """best.ckpt: the trial's model with its optimizer and schedule, the data it was
         trained on (what `eval` checks) and which trial it is."""
         extra = {"search": {"trial": number, "params": params, self.metric: value}}
-        if built.spec.data is not None:
-            extra["data"] = data_record(built.spec.data, built.data.preprocess)
-        path = self.folder / BEST_CHECKPOINT
-        try:
-            return save_checkpoint(
-                path,
-                built.model,
-                built.optimizer,
-                built.schedule,
-                rngs={},
-                epoch=history.best_epoch if history.stopped else len(history.epochs),
-                step=history.steps,
-                extra=extra,
-            )
-        except OSError as error:
-            raise cannot_write(path, error) from None
+        return save_trained(built, history, self.folder / BEST_CHECKPOINT, extra)
 
 
 def _write_best(program, source, best: Trial, objective: _Objective, folder: Path, metric):
