@@ -10,6 +10,7 @@ import shutil
 from itertools import pairwise
 
 import pytest
+from test_layout import segment_crosses
 from topograd.dsl import inspect
 from topograd.dsl.cli import main
 from topograd.dsl.commands.common import load_spec
@@ -100,20 +101,9 @@ def inside(box, outer, slack=1.0) -> bool:
     )
 
 
-def crosses(a, b, box, margin=2.0) -> bool:
-    """Whether segment a-b passes through the box's interior shrunk by `margin`."""
-    x0, y0 = box[0] + margin, box[1] + margin
-    x1, y1 = box[0] + box[2] - margin, box[1] + box[3] - margin
-    low, high = 0.0, 1.0
-    dx, dy = b[0] - a[0], b[1] - a[1]
-    for p, q in ((-dx, a[0] - x0), (dx, x1 - a[0]), (-dy, a[1] - y0), (dy, y1 - a[1])):
-        if p == 0:
-            if q < 0:
-                return False
-        else:
-            t = q / p
-            low, high = (max(low, t), high) if p < 0 else (low, min(high, t))
-    return low < high
+def crosses(a, b, box) -> bool:
+    """Whether segment a-b passes through the box, 2 px inside its border."""
+    return segment_crosses(a, b, box, margin=2.0)
 
 
 # --- the plain data ------------------------------------------------------------------------------
