@@ -11,7 +11,9 @@ second runs many steps in a row with the collector off the whole time, as `gc.di
 before a training loop does: micrograd's cyclic graphs then pile up (about 0.2 s a step),
 while topograd's acyclic graphs are freed by reference counting as they go.
 
-    python bench/scalar.py [--steps 5]
+`--clock cpu` times by the thread's CPU time instead of the wall clock (see bench/tensor.py).
+
+    python bench/scalar.py [--steps 5] [--clock wall|cpu]
 """
 
 from __future__ import annotations
@@ -95,7 +97,10 @@ def micrograd_step(model, xs, ys, lr):
     return training_step(model, Value, xs, ys, lr)
 
 
-def run_interleaved(configs, weights, xs, ys, steps):
+CLOCKS = {"wall": time.perf_counter, "cpu": time.thread_time}
+
+
+def run_interleaved(configs, weights, xs, ys, steps, clock=time.perf_counter):
     """One step of each configuration in turn, `steps` times; medians of the step times.
 
     Interleaving spreads machine noise over all engines alike. Garbage is collected between
@@ -110,9 +115,9 @@ def run_interleaved(configs, weights, xs, ys, steps):
             gc.collect()
             (gc.enable if collector else gc.disable)()
             try:
-                start = time.perf_counter()
+                start = clock()
                 total = step(models[i], xs, ys, 1.0 - 0.9 * k / 100)
-                times[i].append(time.perf_counter() - start)
+                times[i].append(clock() - start)
             finally:
                 gc.enable()
             losses[i].append(float(total.data))
@@ -120,7 +125,7 @@ def run_interleaved(configs, weights, xs, ys, steps):
     return [statistics.median(t) for t in times], losses
 
 
-def sustained_run(step, make, weights, xs, ys, steps):
+def sustained_run(step, make, weights, xs, ys, steps, clock=time.perf_counter):
     """`steps` steps in a row with the collector off the whole time, as `gc.disable()` before
     a training loop does: nothing is collected between steps, so micrograd's cyclic graphs
     pile up in memory (topograd's graphs have no cycles and are freed as they go)."""
@@ -131,9 +136,9 @@ def sustained_run(step, make, weights, xs, ys, steps):
     times = []
     try:
         for k in range(steps):
-            start = time.perf_counter()
+            start = clock()
             total = step(model, xs, ys, 1.0 - 0.9 * k / 100)
-            times.append(time.perf_counter() - start)
+            times.append(clock() - start)
     finally:
         del model, total
         gc.enable()
@@ -150,7 +155,14 @@ def main(argv=None):
         default=40,
         help="steps of the whole-run comparison with the collector off (0 skips it)",
     )
+    parser.add_argument(
+        "--clock",
+        choices=tuple(CLOCKS),
+        default="wall",
+        help="cpu: the thread's CPU time, steadier than the wall clock on a busy machine",
+    )
     args = parser.parse_args(argv)
+    clock = CLOCKS[args.clock]
     x, y = two_moons()
     xs, ys = x.tolist(), y.tolist()
     weights = scalar_mlp_weights()
@@ -168,13 +180,13 @@ def main(argv=None):
         ("topograd scalar, gc on", topograd_step, TopogradMLP, True),
         ("topograd scalar, gc off", topograd_step, TopogradMLP, False),
     ]
-    seconds, losses = run_interleaved(configs, weights, xs, ys, args.steps)
+    seconds, losses = run_interleaved(configs, weights, xs, ys, args.steps, clock)
     rows = [(c[0], s, l) for c, s, l in zip(configs, seconds, losses, strict=True)]
 
     reference = rows[1][1]
     print(
         f"workload: MLP 2-16-16-1, 100 moons points, ~{nodes:,} forward nodes a step (loss graph "
-        f"without L2), {args.steps} steps, median seconds per step"
+        f"without L2), {args.steps} steps, median {args.clock} seconds per step"
     )
     print(f"{'engine':28s} {'s/step':>8s} {'vs micrograd gc off':>20s}")
     for label, seconds, _ in rows:
@@ -189,9 +201,11 @@ def main(argv=None):
         return 1
     if args.sustained_steps > 0:
         micrograd = sustained_run(
-            micrograd_step, micrograd_model, weights, xs, ys, args.sustained_steps
+            micrograd_step, micrograd_model, weights, xs, ys, args.sustained_steps, clock
         )
-        topograd = sustained_run(topograd_step, TopogradMLP, weights, xs, ys, args.sustained_steps)
+        topograd = sustained_run(
+            topograd_step, TopogradMLP, weights, xs, ys, args.sustained_steps, clock
+        )
         print(
             f"\nwhole run with the collector off ({args.sustained_steps} steps in a row, nothing "
             "collected between steps), median seconds per step"

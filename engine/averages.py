@@ -11,13 +11,22 @@ from __future__ import annotations
 import numpy as np
 
 
-def ewma_update_(average: np.ndarray, value, beta: float) -> np.ndarray:
-    """In place: average <- beta * average + (1 - beta) * value. Returns `average`."""
+def ewma_update_(average: np.ndarray, value, beta: float, scratch=None) -> np.ndarray:
+    """In place: average <- beta * average + (1 - beta) * value. Returns `average`.
+
+    `scratch`, an array shaped like `average`, holds the intermediate instead of a new array
+    (the optimizers pass one; the result is the same to the last bit)."""
     weight = 1.0 - beta
+    if scratch is None:
+        scratch = value - average
+    else:
+        np.subtract(value, average, out=scratch)
     if weight < 0.5:
-        average += weight * (value - average)
+        scratch *= weight
+        average += scratch
     else:  # the other side of the lerp is the better-conditioned one here (as torch.lerp)
-        average[...] = value - (value - average) * (1.0 - weight)
+        scratch *= 1.0 - weight
+        np.subtract(value, scratch, out=average)
     return average
 
 

@@ -1,8 +1,11 @@
 """Convolution and pooling on (N, C, H, W) images: three primitives and their wrappers.
 
 `conv2d` is a cross-correlation with PyTorch's weight layout (F, C / groups, HH, WW), computed
-as one matrix product per group on an im2col copy of the (padded) input; its VJP sums the
-columns' gradient back over the HH * WW kernel offsets (col2im). `max_pool2d` and
+as one matrix product per group on an im2col copy of the (padded) input. It saves nothing but
+its inputs (PyTorch saves the same): the VJP makes the columns again, a few samples at a
+time, for the weight's gradient, and computes the input's gradient as a convolution of the
+output gradient with the flipped kernel (stride 1) or by summing the columns' gradient back
+over the HH * WW kernel offsets (col2im, any stride). `max_pool2d` and
 `avg_pool2d` run over the kernel offsets too, each offset one strided slice, so no Python loop
 touches a pixel. The bias add is a broadcast add, flatten a reshape and global average pooling
 a mean: compositions, not primitives.
@@ -148,27 +151,33 @@ def _conv_output_size(x_shape, w_shape, stride, padding, dilation, groups):
     return _output_size(x_shape, w_shape[2:], stride, padding, dilation)
 
 
-def _conv2d(x, w, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1, save=True):
+def _conv2d(x, w, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1):
     stride, padding = _pair(stride, "stride"), _pair(padding, "padding")
     dilation = _pair(dilation, "dilation")
     ho, wo = _conv_output_size(x.shape, w.shape, stride, padding, dilation, groups)
     n, f = x.shape[0], w.shape[0]
     w3 = w.reshape(groups, f // groups, -1)  # one (F/G, C/G * HH * WW) matrix per group
-    x_pad = _pad(x, ((padding[0],) * 2, (padding[1],) * 2))
-    windows = _windows(x_pad, w.shape[2:], stride, dilation, (ho, wo))
+    windows = _padded_windows(x, w.shape[2:], stride, padding, dilation, (ho, wo))
     out = np.empty((n, f, ho, wo), dtype=np.result_type(x, w))
     # The samples go through in chunks whose columns fit in the cache, so that each chunk's
-    # im2col copy is still there when the matrix product reads it; the columns are kept for
-    # the VJP's weight gradient, unless nothing will backpropagate (`save=False`).
-    chunk = max(1, CHUNK_BYTES // (groups * w3.shape[2] * ho * wo * out.itemsize))
-    saved = []
+    # im2col copy is still there when the matrix product reads it; no columns are kept.
+    chunk = _chunk(groups * w3.shape[2] * ho * wo * out.itemsize)
     for start in range(0, n, chunk):
         cols = _im2col(windows[start : start + chunk])
         part = (w3 @ _by_group(cols, groups)).reshape(f, -1, ho, wo)  # (F, chunk, H', W')
         out[start : start + chunk] = part.transpose(1, 0, 2, 3)
-        if save:
-            saved.append(cols)
-    return out, ((chunk, saved) if save else None)
+    return out
+
+
+def _chunk(bytes_per_sample):
+    """How many samples' columns fit in CHUNK_BYTES (at least one)."""
+    return max(1, CHUNK_BYTES // bytes_per_sample)
+
+
+def _padded_windows(x, kernel, stride, padding, dilation, out_size):
+    """The window view (see `_windows`) of x with `padding` zeros around each plane."""
+    x_pad = _pad(x, ((padding[0],) * 2, (padding[1],) * 2))
+    return _windows(x_pad, kernel, stride, dilation, out_size)
 
 
 def _windows(x_pad, kernel, stride, dilation, out_size):
@@ -212,28 +221,51 @@ def _conv2d_vjp(
     padding=(0, 0),
     dilation=(1, 1),
     groups=1,
-    ctx=None,
     needs=(True, True),
 ):
     stride, padding = _pair(stride, "stride"), _pair(padding, "padding")
     dilation = _pair(dilation, "dilation")
-    chunk, saved = ctx
     f, _, kh, kw = w.shape
     c, (ho, wo) = x.shape[1], g.shape[2:]
     w3 = w.reshape(groups, f // groups, -1)
-    offsets = _offsets((kh, kw), stride, (ho, wo), dilation)
-    dw = np.zeros(w3.shape, dtype=g.dtype) if needs[1] else None
-    dx = np.empty(x.shape, dtype=np.result_type(g, w)) if needs[0] else None
-    for start, cols in zip(range(0, x.shape[0], chunk), saved):
-        part = g[start : start + chunk]
-        g3 = _by_group(np.ascontiguousarray(part.transpose(1, 0, 2, 3)).reshape(f, -1), groups)
-        if needs[1]:
-            dw += g3 @ _by_group(cols, groups).transpose(0, 2, 1)
-        if needs[0]:
-            dcols = (w3.transpose(0, 2, 1) @ g3).reshape(c, kh * kw, part.shape[0], ho, wo)
-            dx_part = _col2im(dcols, offsets, x.shape[2:], padding)
-            dx[start : start + chunk] = dx_part.transpose(1, 0, 2, 3)
+    # stride 1 with padding no wider than the kernel's reach: dx is a plain convolution
+    transposed = stride == (1, 1) and all(
+        p <= d * (k - 1) for p, d, k in zip(padding, dilation, (kh, kw))
+    )
+    dw = dx = None
+    if needs[0]:
+        dx = (
+            _conv_input_grad(g, w, padding, dilation, groups)
+            if transposed
+            else np.empty(x.shape, dtype=np.result_type(g, w))
+        )
+    if needs[1] or (needs[0] and not transposed):
+        windows = _padded_windows(x, (kh, kw), stride, padding, dilation, (ho, wo))
+        offsets = _offsets((kh, kw), stride, (ho, wo), dilation)
+        dw = np.zeros(w3.shape, dtype=g.dtype) if needs[1] else None
+        chunk = _chunk(groups * w3.shape[2] * ho * wo * np.result_type(x, w).itemsize)
+        for start in range(0, x.shape[0], chunk):
+            part = g[start : start + chunk]
+            g3 = _by_group(np.ascontiguousarray(part.transpose(1, 0, 2, 3)).reshape(f, -1), groups)
+            if needs[1]:
+                cols = _im2col(windows[start : start + chunk])  # made again, not kept
+                dw += g3 @ _by_group(cols, groups).transpose(0, 2, 1)
+            if needs[0] and not transposed:
+                dcols = (w3.transpose(0, 2, 1) @ g3).reshape(c, kh * kw, part.shape[0], ho, wo)
+                dx_part = _col2im(dcols, offsets, x.shape[2:], padding)
+                dx[start : start + chunk] = dx_part.transpose(1, 0, 2, 3)
     return dx, (dw.reshape(w.shape) if needs[1] else None)
+
+
+def _conv_input_grad(g, w, padding, dilation, groups):
+    """The input's gradient of a stride-1 convolution: the output gradient convolved with the
+    kernel flipped in both axes, input and output channels swapped within each group, and
+    padded by the kernel's reach less the forward padding (the transposed convolution)."""
+    f, per_group, kh, kw = w.shape
+    flipped = w.reshape(groups, f // groups, per_group, kh, kw).transpose(0, 2, 1, 3, 4)
+    flipped = flipped[..., ::-1, ::-1].reshape(groups * per_group, f // groups, kh, kw)
+    reach = tuple(d * (k - 1) - p for p, d, k in zip(padding, dilation, (kh, kw)))
+    return _conv2d(g, flipped, padding=reach, dilation=dilation, groups=groups)
 
 
 register_op(
@@ -243,10 +275,8 @@ register_op(
         _conv2d_vjp,
         2,
         "out[n,f] = sum_c,i,j w[f,c,i,j] * x_pad[n,c,s*h+d*i,s*w+d*j] (c: f's group's channels)",
-        "dw = g @ im2col(x)^T; dx = col2im(w^T @ g) (summed over kernel offsets; per group)",
+        "dw = g @ im2col(x)^T; dx = conv(g, flipped w) (stride 1) or col2im(w^T @ g); per group",
         kind="conv2d",
-        saves=True,
-        optional_save=True,
         takes_needs=True,
     )
 )
@@ -362,6 +392,7 @@ register_op(
         kind="pool2d",
         domain="distinct",
         saves=True,
+        reads=(),  # the argmax positions come from the saved context
     )
 )
 register_op(
@@ -373,6 +404,7 @@ register_op(
         "mean over each kernel window (padding: zeros, counted)",
         "dx = g / (window size) spread over each window",
         kind="pool2d",
+        reads=(),
     )
 )
 

@@ -14,9 +14,12 @@ leaf's `.grad` is done under a lock.
 from __future__ import annotations
 
 import gc
+import math
 import threading
 from collections import deque
 from operator import attrgetter
+from sys import getrefcount
+from weakref import ref
 
 import numpy as np
 from topograd.engine.modes import AnomalyError, current_modes
@@ -46,16 +49,156 @@ def note_change(time: int) -> None:
             _latest_change[0] = time
 
 
-def evaluate(op, inputs, attrs, keep=True):
-    """Run `op` forward on the input nodes' data; return (value, saved context or None).
+# --- values released during the forward pass ----------------------------------------------
+class Released:
+    """What a node holds instead of a value that the forward pass released: its shape and
+    dtype, which is all a VJP that does not read the value needs. Any arithmetic on it fails
+    loudly; `restore` computes the value again from the node's inputs."""
 
-    With `keep=False` (nothing will backpropagate through the node) an op that can skip
-    saving its context (`Op.optional_save`: convolution's im2col columns) does not make it.
-    """
+    __slots__ = ("dtype", "shape")
+    __array_ufunc__ = None  # numpy refuses it instead of making an object array
+
+    def __init__(self, value):
+        self.shape = value.shape
+        self.dtype = value.dtype
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+    def __array__(self, dtype=None, copy=None):
+        raise RuntimeError("a released value was read without restore(): an engine bug")
+
+    def __repr__(self):
+        return f"Released(shape={self.shape}, dtype={self.dtype})"
+
+
+RELEASE_BYTES = 16384  # smaller values are not worth the bookkeeping
+_POOL_LIMIT = 256  # nodes watched at once; the oldest are forgotten beyond it
+# Nodes whose value nothing will read during backward, watched until only their users' links
+# hold them: node -> [links counted so far, weak references to its users]. One pool for all
+# threads: reference counts are global facts, and every check below only ever keeps a value
+# it is unsure of.
+_POOL: dict = {}
+
+
+def release_unheld() -> None:
+    """Release the value of every watched node that nothing but its users' input links
+    holds: no code can reach it except by walking the graph, and no VJP will read it, so it
+    is dropped now instead of when backward frees the graph (PyTorch frees such
+    intermediates the same way). `Tensor.data`, `Graph` and the stepper compute a released
+    value again on demand (`restore`). A node that nothing holds at all is just forgotten."""
+    for node in list(_POOL):
+        entry = _POOL.get(node)
+        if entry is None or getrefcount(node) - entry[0] > _HELD_BY_POOL:
+            continue  # someone else holds it (a variable, a list, a hook, a Graph)
+        links = _count_links(node, entry[1])  # exact, in case a user died since
+        if getrefcount(node) - links != _HELD_BY_POOL:
+            entry[0] = links
+            continue
+        if _POOL.pop(node, None) is not None and links:  # (another thread may have been first)
+            node._data = Released(node._data)
+
+
+def _count_links(node, users) -> int:
+    """How many input slots of the live `users` (weak references) hold `node`."""
+    links = 0
+    for user_ref in users:
+        user = user_ref()
+        if user is not None:
+            for parent in user.inputs:
+                if parent is node:
+                    links += 1
+    return links
+
+
+def watch(node, op, inputs) -> None:
+    """Bookkeeping for a node just recorded: an input whose value its VJP reads is never
+    released; one that it only links to gains a counted user; the node itself is watched
+    when its own VJP does not read its value and the value is big enough to matter."""
+    if _POOL:
+        reads = op.reads_inputs
+        for position, parent in enumerate(inputs):
+            entry = _POOL.get(parent)
+            if entry is not None:
+                if reads is None or position in reads:
+                    _POOL.pop(parent, None)
+                else:
+                    entry[0] += 1
+                    entry[1].append(ref(node))
+    if not op.reads_out:
+        value = node._data
+        if type(value) is np.ndarray and value.nbytes >= RELEASE_BYTES:
+            if len(_POOL) >= _POOL_LIMIT:
+                _POOL.pop(next(iter(_POOL)), None)
+            _POOL[node] = [0, []]
+
+
+def forget_watched() -> None:
+    """Stop watching every node (a backward pass is about to free the links anyway)."""
+    _POOL.clear()
+
+
+def restore(node):
+    """The value of `node`, computed again from its inputs if the forward pass released it
+    (inputs first, without recursion). Refused when an input changed in place since."""
+    if type(node._data) is not Released:
+        return node._data
+    order = [node]
+    stack = [node]
+    while stack:
+        for parent in stack.pop().inputs:
+            if type(parent._data) is Released:
+                order.append(parent)
+                stack.append(parent)
+    for released in sorted(set(order), key=_creation_order):
+        if released.ctx is FREED or any(t._changed > released._saved for t in released.inputs):
+            raise RuntimeError(
+                f"the value of {describe(released)} was released during the forward pass "
+                "(nothing held the node and backward does not need it) and can no longer be "
+                "computed again: "
+                + (
+                    "backward() freed its graph"
+                    if released.ctx is FREED
+                    else "an input changed in place since"
+                )
+                + ". Keep a reference to the tensor (or build a Graph) before that happens."
+            )
+        value, _ = evaluate(released.op, released.inputs, released.attrs)
+        released._data = value
+    return node._data
+
+
+class _Probe:
+    __slots__ = ("__weakref__",)
+
+
+def _calibrate() -> int:
+    """The reference count `release_unheld` sees for a node that only the pool holds (it
+    depends on the interpreter): the value for which a probe held by nothing else goes."""
+    global _HELD_BY_POOL
+    for count in range(1, 16):
+        _HELD_BY_POOL = count
+        _POOL[_Probe()] = [0, []]
+        release_unheld()
+        if not _POOL:
+            return count
+        _POOL.clear()
+    raise RuntimeError("could not calibrate the release of unheld values")
+
+
+_HELD_BY_POOL = 0
+_HELD_BY_POOL = _calibrate()
+
+
+def evaluate(op, inputs, attrs):
+    """Run `op` forward on the input nodes' data; return (value, saved context or None)."""
     if op.floats_ok and len(inputs) == 2 and not attrs:
         return op.forward(inputs[0]._data, inputs[1]._data), None
-    if not keep and op.optional_save:
-        return op.forward(*_arguments(op, inputs), save=False, **attrs)
     out = op.forward(*_arguments(op, inputs), **attrs)
     return out if op.saves else (out, None)
 
@@ -101,25 +244,32 @@ def topological_order(roots, requiring_grad=False):
 _creation_order = attrgetter("id")
 
 
-def vjp_of(node, g):
+def vjp_of(node, g, overwrite=False):
     """Apply `node`'s VJP to its output gradient `g`: one gradient per input (None where an
-    input needs none), possibly still in the broadcast shape of the op."""
+    input needs none), possibly still in the broadcast shape of the op. With `overwrite`
+    (nothing but the caller holds `g`), an op that can (`Op.overwrites`) writes into `g`."""
     op = node.op
     inputs = node.inputs
     attrs = node.attrs
+    if overwrite and op.overwrites:
+        kwargs = dict(attrs)
+        kwargs["overwrite"] = True
+        if op.takes_needs:
+            kwargs["needs"] = tuple(t.requires_grad for t in inputs)
+        return op.vjp(g, node._data, *_arguments(op, inputs), **kwargs)
     if op.floats_ok and op.plain and not attrs:
         return op.vjp(g, node._data, *[t._data for t in inputs])
     args = _arguments(op, inputs)
     out = np.float64(node._data) if type(node._data) is float else node._data
     if type(g) is float and not op.floats_ok:
         g = np.float64(g)
-    if op.plain and not attrs:
-        return op.vjp(g, out, *args)
-    kwargs = dict(attrs)
+    if op.plain:
+        return op.vjp(g, out, *args, **attrs) if attrs else op.vjp(g, out, *args)
+    kwargs = dict(attrs) if attrs else {}
     if op.saves:
         kwargs["ctx"] = node.ctx
     if op.takes_needs:
-        kwargs["needs"] = tuple(t.requires_grad for t in inputs)
+        kwargs["needs"] = tuple([t.requires_grad for t in inputs])
     return op.vjp(g, out, *args, **kwargs)
 
 
@@ -143,38 +293,38 @@ class Claim:
 
     A node's `_users` (edges still to send their gradient) and `_pending` (the gradient
     summed so far) belong to the pass named in its `_owner`. A pass claims a node only while
-    nobody owns it and gives it back when it ends (or is abandoned), both under one lock; a node
-    that another pass owns (a concurrent thread, a stepper paused half-way) gets a record in
-    this pass's own `shared` dictionary instead. So passes never see each other's
-    bookkeeping, and the common case costs attribute reads, not dictionary lookups (about 5x
-    cheaper on a graph of 65,000 nodes).
+    nobody owns it or its owner has finished, both decided under one lock; a node that a
+    running pass owns (a concurrent thread, a stepper paused half-way) gets a record in this
+    pass's own `shared` dictionary instead. So passes never see each other's bookkeeping, and
+    the common case costs attribute reads, not dictionary lookups (about 5x cheaper on a graph
+    of 65,000 nodes). A finished pass gives its nodes back all at once by setting `done`: it
+    keeps no list of them, so a node the pass has passed is freed as soon as nothing else
+    holds it, not when the pass ends.
     """
 
-    __slots__ = ("nodes", "shared")
+    __slots__ = ("done", "shared")
 
     def __init__(self):
-        self.nodes = []  # claimed: given back by `release`
-        self.shared = {}  # node -> [users, pending] for nodes that other passes own
+        self.done = False
+        self.shared = {}  # node -> [users, pending] for nodes that running passes own
 
     def take(self, node, count) -> None:
         """Start the bookkeeping of `node` with `count` users (under `_CLAIM_LOCK`)."""
-        if node._owner is None:
+        owner = node._owner
+        if owner is None or owner.done:
             node._owner = self
             node._users = count
             node._pending = None
-            self.nodes.append(node)
         else:
             self.shared[node] = [count, None]
 
     def release(self) -> None:
-        """Give the claimed nodes back. Under the lock, like claiming: a pass that is counting
-        must see every node's owner stay put, or it could claim a node it already keeps a
-        record for (when its owner gives it back half-way through the walk)."""
+        """Give every claimed node back. Under the lock, like claiming: a pass that is
+        counting must see every node's owner stay put, or it could claim a node it already
+        keeps a record for (when its owner gives it back half-way through the walk)."""
         with _CLAIM_LOCK:
-            for node in self.nodes:
-                node._pending = None
-                node._owner = None
-        self.nodes = []
+            self.done = True
+        self.shared = {}
 
 
 _CLAIM_LOCK = threading.Lock()
@@ -190,7 +340,7 @@ def count_users(root, claim: Claim) -> None:
     will read was modified after the forward pass used it.
     """
     stack = [root]
-    push, pop, keep = stack.append, stack.pop, claim.nodes.append
+    push, pop = stack.append, stack.pop
     shared = claim.shared
     latest = _latest_change[0]  # nodes made after it read values nobody changed since
     with _CLAIM_LOCK:
@@ -209,13 +359,12 @@ def count_users(root, claim: Claim) -> None:
                     owner = parent._owner
                     if owner is claim:
                         parent._users += 1
-                    elif owner is None:
+                    elif owner is None or owner.done:
                         parent._owner = claim
                         parent._users = 1
                         parent._pending = None
-                        keep(parent)
                         push(parent)
-                    else:  # another pass's node: this pass's own record
+                    else:  # a running pass's node: this pass's own record
                         record = shared.get(parent)
                         if record is None:
                             shared[parent] = [1, None]
@@ -253,7 +402,13 @@ def _modified_message(node) -> str:
     )
 
 
-def iter_backward(root, grad, retain_graph=True):
+def _owned(g) -> bool:
+    """Whether the caller's local is the only reference to the array `g` (and g owns its
+    writable buffer): a VJP may then write into it."""
+    return getrefcount(g) == 3 and g.base is None and g.flags.writeable
+
+
+def iter_backward(root, grad, retain_graph=True, overwrite=False):
     """Run backward from `root` one node at a time, yielding (node, gradient) as it goes.
 
     Nodes come in reverse topological order (Kahn's algorithm: a node is ready once every
@@ -266,7 +421,12 @@ def iter_backward(root, grad, retain_graph=True):
     inputs and its saved context are dropped, as PyTorch frees saved tensors after backward.
     Values stay (they are the tensors' own); intermediate values nobody else holds are
     released, so a list of past losses no longer keeps every activation alive.
+
+    With `overwrite` (the caller keeps no gradient it is handed: `run_backward`), a VJP may
+    write its result into a gradient array that nothing else holds instead of allocating one.
     """
+    release_unheld()  # what the forward pass left, then the walk frees the rest as it goes
+    forget_watched()
     claim = Claim()
     try:
         count_users(root, claim)
@@ -303,15 +463,63 @@ def iter_backward(root, grad, retain_graph=True):
                 continue
             if node.retains_grad:  # its own copy: no two nodes' .grad are one array
                 store_grad(node, g.copy() if type(g) is np.ndarray else g)
-            if op.floats_ok and len(inputs) == 2:  # scalar-mode arithmetic, dispatched inline
+            if type(g) is float and op.floats_ok:  # scalar mode: Python floats throughout
+                if not retain_graph:
+                    node.inputs = ()
+                    node.ctx = FREED
+                if len(inputs) == 2:  # the parents written out: no zip per node
+                    a, b = inputs
+                    ga, gb = op.vjp(g, node._data, a._data, b._data)
+                else:
+                    a, b = inputs[0], None
+                    (ga,) = op.vjp(g, node._data, a._data)
+                if a.requires_grad:
+                    if anomaly:
+                        _check_finite_gradient(node, a, ga)
+                    if a._owner is claim:
+                        previous = a._pending
+                        a._pending = ga if previous is None else previous + ga
+                        count = a._users - 1
+                        a._users = count
+                        if not count:
+                            push(a)
+                    elif _arrived(a, ga, claim):
+                        push(a)
+                if b is not None and b.requires_grad:
+                    if anomaly:
+                        _check_finite_gradient(node, b, gb)
+                    if b._owner is claim:
+                        previous = b._pending
+                        b._pending = gb if previous is None else previous + gb
+                        count = b._users - 1
+                        b._users = count
+                        if not count:
+                            push(b)
+                    elif _arrived(b, gb, claim):
+                        push(b)
+                yield node, g
+                continue
+            if op.floats_ok and len(inputs) == 2:  # arithmetic on arrays, dispatched inline
                 a, b = inputs
                 if op.takes_needs:
                     needs = (a.requires_grad, b.requires_grad)
-                    in_grads = op.vjp(g, node._data, a._data, b._data, needs=needs)
+                    if overwrite and g.nbytes >= RELEASE_BYTES and _owned(g):
+                        in_grads = op.vjp(
+                            g, node._data, a._data, b._data, needs=needs, overwrite=True
+                        )
+                    else:
+                        in_grads = op.vjp(g, node._data, a._data, b._data, needs=needs)
                 else:
                     in_grads = op.vjp(g, node._data, a._data, b._data)
             else:
-                in_grads = vjp_of(node, g)
+                mine = (
+                    overwrite
+                    and op.overwrites
+                    and type(g) is np.ndarray
+                    and g.nbytes >= RELEASE_BYTES
+                    and _owned(g)
+                )
+                in_grads = vjp_of(node, g, mine)
             if not retain_graph:  # done with the node: free its links and saved context
                 node.inputs = ()
                 node.ctx = FREED
@@ -331,16 +539,42 @@ def iter_backward(root, grad, retain_graph=True):
                 if parent._owner is claim:  # the common case, inline
                     if pg is not None:
                         previous = parent._pending
-                        parent._pending = pg if previous is None else previous + pg
+                        if previous is None:
+                            parent._pending = pg
+                        elif type(previous) is np.ndarray and previous.nbytes >= RELEASE_BYTES:
+                            previous = None
+                            _accumulate(parent, pg)
+                        else:
+                            parent._pending = previous + pg
                     count = parent._users - 1
                     parent._users = count
                     if not count:
                         push(parent)
                 elif _arrived(parent, pg, claim):
                     push(parent)
+            if type(g) is not float:  # let go of arrays: inputs and gradients passed on
+                a = b = parent = pg = in_grads = inputs = data = previous = None
             yield node, g
     finally:
         claim.release()
+
+
+def _accumulate(parent, pg) -> None:
+    """parent._pending += pg: in place when the pending array is this pass's alone (a fresh
+    array that no node, `.grad`, view or caller holds: three references, the slot, the local
+    and getrefcount's argument), which saves an array-sized allocation per extra branch."""
+    pending = parent._pending
+    if (
+        type(pending) is np.ndarray
+        and getrefcount(pending) == 3
+        and pending.base is None
+        and pending.flags.writeable
+        and pending.shape == np.shape(pg)
+        and pending.dtype == np.result_type(pending, pg)
+    ):
+        np.add(pending, pg, out=pending)
+    else:
+        parent._pending = pending + pg
 
 
 def _arrived(parent, pg, claim) -> bool:
@@ -379,7 +613,7 @@ def run_backward(root, grad, retain_graph=False):
     collecting = gc.isenabled()
     gc.disable()
     try:
-        deque(iter_backward(root, grad, retain_graph), maxlen=0)
+        deque(iter_backward(root, grad, retain_graph, overwrite=True), maxlen=0)
     finally:
         if collecting:
             gc.enable()

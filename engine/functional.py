@@ -371,8 +371,10 @@ def dropout(x, p=0.5, training=True, inverted=True, rng=None):
         return x if inverted or p == 0.0 else x * (1.0 - p)
     if p == 0.0:
         return x
-    keep = resolve_rng(rng).random(x.shape) >= p
-    mask = keep / (1.0 - p) if inverted else keep
+    draws = resolve_rng(rng).random(x.shape)
+    keep = draws >= p
+    # the scaled mask is written over the draws: one array of x's size instead of two
+    mask = np.divide(keep, 1.0 - p, out=draws) if inverted else keep
     return x * _constant(mask, x).named("dropout_mask")
 
 

@@ -12,14 +12,22 @@ from topograd.engine.ops import Op, register_op
 
 
 def _batch_norm_train(x, gamma, beta, eps=1e-5):
+    # Two input-sized arrays and no temporaries: x_hat is written over `centered`, and the
+    # output over the squares once their mean is taken (the same arithmetic, in place).
     axes = _stat_axes(x)
     mean = x.mean(axis=axes, keepdims=True)
     centered = x - mean
-    var = (centered * centered).mean(axis=axes, keepdims=True)
+    squares = np.multiply(centered, centered)
+    var = squares.mean(axis=axes, keepdims=True)
     inv_std = 1.0 / np.sqrt(var + eps)
-    x_hat = centered * inv_std
     shape = _param_shape(x)
-    out = x_hat * gamma.reshape(shape) + beta.reshape(shape)
+    gamma, beta = gamma.reshape(shape), beta.reshape(shape)
+    if np.result_type(centered, inv_std, gamma, beta) != centered.dtype:  # mixed dtypes
+        x_hat = centered * inv_std
+        return x_hat * gamma + beta, (x_hat, inv_std, mean, var)
+    x_hat = np.multiply(centered, inv_std, out=centered)
+    out = np.multiply(x_hat, gamma, out=squares)
+    out += beta
     return out, (x_hat, inv_std, mean, var)
 
 
@@ -33,7 +41,13 @@ def _batch_norm_train_vjp(g, out, x, gamma, beta, eps=1e-5, ctx=None):
     # with dx_hat = g * gamma: the notes' three-term formula, collected.
     shape = _param_shape(x)
     scale = (gamma * inv_std.reshape(gamma.shape)).reshape(shape) / count
-    dx = scale * (count * g - dbeta.reshape(shape) - x_hat * dgamma.reshape(shape))
+    if np.result_type(g, x_hat, dgamma, scale) != g.dtype:  # mixed dtypes
+        dx = scale * (count * g - dbeta.reshape(shape) - x_hat * dgamma.reshape(shape))
+        return dx, dgamma, dbeta
+    dx = np.multiply(g, count)  # the same arithmetic with one temporary instead of four
+    dx -= dbeta.reshape(shape)
+    dx -= x_hat * dgamma.reshape(shape)
+    dx *= scale
     return dx, dgamma, dbeta
 
 
@@ -57,5 +71,6 @@ register_op(
         "dbeta = sum(g)",
         kind="batch_norm",
         saves=True,
+        reads=(1,),  # gamma; x_hat and 1/std come from the saved context, x only by shape
     )
 )

@@ -14,7 +14,14 @@ from dataclasses import dataclass
 
 import networkx as nx
 import numpy as np
-from topograd.engine.executor import FREED, evaluate, iter_backward, topological_order
+from topograd.engine.executor import (
+    FREED,
+    Released,
+    evaluate,
+    iter_backward,
+    restore,
+    topological_order,
+)
 from topograd.engine.tensor import Tensor, unit_gradient
 
 
@@ -84,6 +91,9 @@ class Graph:
                 "backward() call; build the Graph before calling backward(), or call "
                 "backward(retain_graph=True)"
             )
+        for node in self.nodes:  # values the forward pass released are shown: compute them
+            if type(node._data) is Released:
+                restore(node)
         # What a graph shows is kept: a plain backward() frees the links of the nodes it
         # passes through, and this graph puts them back before it steps again.
         self._links = {n.id: (n.inputs, n.ctx) for n in self.nodes if n.op is not None}

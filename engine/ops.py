@@ -44,7 +44,7 @@ class Op:
     to the VJP as the keyword `ctx` (the fused batch norm keeps x_hat and 1/std this way).
     `kind` and `domain` tell the table-driven tests how to draw inputs for the op.
     `formula` and `vjp_formula` are what the GUI's inspector prints.
-    `uses_values` and `optional_save` are described beside the fields.
+    `uses_values`, `reads` and `overwrites` are described beside the fields.
     """
 
     name: str
@@ -63,13 +63,22 @@ class Op:
     # the VJP reads the values of the inputs or the output (not only their shapes): a backward
     # pass refuses the node when one of them was modified in place after the forward pass
     uses_values: bool = True
-    # a `saves` op whose forward takes `save=False` and then keeps no context (returning
-    # (out, None)): used when nothing will backpropagate through the node
-    optional_save: bool = False
+    # whose values the VJP reads: input positions and "out" (None: all of them; an op with
+    # `uses_values=False` reads none). A value nothing reads may be released during the forward
+    # pass once only graph links hold its node (executor.release_unheld)
+    reads: tuple | None = None
+    # the VJP takes `overwrite=True` and may then write its result into `g`: the executor
+    # passes it only when nothing else holds `g` (a plain backward(), not a stepper showing it)
+    overwrites: bool = False
 
     def __post_init__(self):
         # `plain`: the VJP takes only the node's attributes (no ctx, no needs); read per node.
         object.__setattr__(self, "plain", not (self.saves or self.takes_needs))
+        reads = () if not self.uses_values else self.reads
+        # `reads_out` and `reads_inputs` (None: every input), what the forward pass consults
+        object.__setattr__(self, "reads_out", reads is None or "out" in reads)
+        inputs = None if reads is None else frozenset(i for i in reads if i != "out")
+        object.__setattr__(self, "reads_inputs", inputs)
         if self.kind not in ARG_KINDS:
             raise ValueError(
                 f"op {self.name!r}: kind must be one of {ARG_KINDS}, got {self.kind!r}"

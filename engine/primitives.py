@@ -7,6 +7,8 @@ back in the broadcast shape of the output: the executor sums it back to the inpu
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from topograd.engine.ops import Op, register_op, unbroadcast
 
@@ -29,16 +31,42 @@ def _sub(x, y):
 
 
 def _sub_vjp(g, out, x, y):
-    return g, -g
+    if type(g) is float:
+        return g, -g
+    return g, -unbroadcast(g, np.shape(y))  # summed first: a broadcast y negates its own size
 
 
 def _mul(x, y):
     return x * y
 
 
-def _mul_vjp(g, out, x, y, needs=(True, True)):
+def _mul_vjp(g, out, x, y, needs=(True, True), overwrite=False):
     # `needs` skips the product for an input that wants no gradient (a dropout mask, data).
-    return (g * y if needs[0] else None), (g * x if needs[1] else None)
+    gy = g * x if needs[1] else None
+    if not needs[0]:
+        return None, gy
+    if overwrite and _fits(g, y):
+        return np.multiply(g, y, out=g), gy
+    return g * y, gy
+
+
+def _compact(g):
+    """`g` without its broadcast (zero-stride) axes: the same values, each stored once, so
+    that arithmetic on it does not make an array of the broadcast size."""
+    if type(g) is np.ndarray and 0 in g.strides:
+        return g[tuple(slice(0, 1) if s == 0 else slice(None) for s in g.strides)]
+    return g
+
+
+def _fits(g, other) -> bool:
+    """Whether g * other (or g / other) can be written into g: same shape and dtype."""
+    if type(other) is np.ndarray:
+        return (
+            other.dtype == g.dtype
+            and other.ndim <= g.ndim
+            and all(n == 1 or n == m for n, m in zip(other.shape[::-1], g.shape[::-1]))
+        )
+    return type(other) is float or (isinstance(other, np.generic) and other.dtype == g.dtype)
 
 
 def _div(x, y):
@@ -74,7 +102,7 @@ def _power(x, exponent):
 
 def _power_vjp(g, out, x, exponent):
     if exponent == 2.0:
-        return (g * 2.0 * x,)
+        return (_compact(g) * 2.0 * x,)
     if exponent == 0.0:
         # NOTE: x^0 is constant, so dx = 0 also at x = 0 (as torch.pow's backward returns).
         return (np.zeros_like(g),)
@@ -122,6 +150,8 @@ _op(
     kind="binary",
     takes_needs=True,
     floats_ok=True,
+    reads=(0, 1),
+    overwrites=True,
 )
 _op(
     "div",
@@ -133,6 +163,7 @@ _op(
     kind="binary",
     domain="away_from_zero",
     takes_needs=True,
+    reads=(1, "out"),
 )
 _op(
     "pow",
@@ -143,6 +174,7 @@ _op(
     "dx = g * y * x^(y-1) (0 where y = 0), dy = g * x^y * ln x (0 where x = 0, y >= 0)",
     kind="binary",
     domain="positive",
+    reads=(0, 1, "out"),
 )
 _op(
     "power",
@@ -153,6 +185,7 @@ _op(
     "dx = g * c * x^(c-1) (0 where c = 0)",
     kind="power",
     domain="positive",
+    reads=(0,),
 )
 _op("neg", _neg, _neg_vjp, 1, "-x", "dx = -g", floats_ok=True, uses_values=False)
 
@@ -191,6 +224,7 @@ _op(
     "da = g @ b^T, db = a^T @ g",
     kind="matmul",
     takes_needs=True,
+    reads=(0, 1),
 )
 
 
@@ -232,17 +266,45 @@ def _relu(x):
     return x if x > 0 or x != x else type(x)(0)  # scalars keep their type; NaN stays NaN
 
 
-def _relu_vjp(g, out, x):
+def _relu_vjp(g, out, x, overwrite=False):
     # NOTE: relu'(0) is taken as 0, as in PyTorch and micrograd.
+    if overwrite:
+        return (np.multiply(g, out > 0, out=g),)
     return (g * (out > 0),)
 
 
-_op("exp", np.exp, _exp_vjp, 1, "e^x", "dx = g * e^x", floats_ok=True)
-_op("log", np.log, _log_vjp, 1, "ln x", "dx = g / x", domain="positive")
-_op("sqrt", np.sqrt, _sqrt_vjp, 1, "sqrt(x)", "dx = g / (2 sqrt(x))", domain="positive")
-_op("abs", np.abs, _abs_vjp, 1, "|x|", "dx = g * sign(x)", domain="away_from_zero")
-_op("tanh", np.tanh, _tanh_vjp, 1, "tanh(x)", "dx = g * (1 - tanh(x)^2)", floats_ok=True)
-_op("sigmoid", _sigmoid, _sigmoid_vjp, 1, "1 / (1 + e^-x)", "dx = g * s * (1 - s)")
+_op("exp", np.exp, _exp_vjp, 1, "e^x", "dx = g * e^x", floats_ok=True, reads=("out",))
+_op("log", np.log, _log_vjp, 1, "ln x", "dx = g / x", domain="positive", reads=(0,))
+_op(
+    "sqrt",
+    np.sqrt,
+    _sqrt_vjp,
+    1,
+    "sqrt(x)",
+    "dx = g / (2 sqrt(x))",
+    domain="positive",
+    reads=("out",),
+)
+_op("abs", np.abs, _abs_vjp, 1, "|x|", "dx = g * sign(x)", domain="away_from_zero", reads=(0,))
+_op(
+    "tanh",
+    np.tanh,
+    _tanh_vjp,
+    1,
+    "tanh(x)",
+    "dx = g * (1 - tanh(x)^2)",
+    floats_ok=True,
+    reads=("out",),
+)
+_op(
+    "sigmoid",
+    _sigmoid,
+    _sigmoid_vjp,
+    1,
+    "1 / (1 + e^-x)",
+    "dx = g * s * (1 - s)",
+    reads=("out",),
+)
 _op(
     "relu",
     _relu,
@@ -252,6 +314,8 @@ _op(
     "dx = g * [x > 0]",
     domain="away_from_zero",
     floats_ok=True,
+    reads=("out",),
+    overwrites=True,
 )
 
 
@@ -278,6 +342,7 @@ _op(
     "min(max(x, low), high)",
     "dx = g * [low <= x <= high]",
     kind="clip",
+    reads=(0,),
 )
 
 
@@ -308,7 +373,7 @@ def _elu_vjp(g, out, x, alpha=1.0):
     return (g * np.where(x > 0, 1.0, out + alpha),)
 
 
-_op("softplus", _softplus, _softplus_vjp, 1, "log(1 + e^x)", "dx = g * sigmoid(x)")
+_op("softplus", _softplus, _softplus_vjp, 1, "log(1 + e^x)", "dx = g * sigmoid(x)", reads=(0,))
 _op(
     "leaky_relu",
     _leaky_relu,
@@ -317,6 +382,7 @@ _op(
     "x if x > 0 else slope * x",
     "dx = g * (1 if x > 0 else slope)",
     domain="away_from_zero",
+    reads=(0,),
 )
 _op(
     "elu",
@@ -326,6 +392,7 @@ _op(
     "x if x > 0 else alpha * (e^x - 1)",
     "dx = g * (1 if x > 0 else alpha * e^x)",
     domain="away_from_zero",
+    reads=(0, "out"),
 )
 
 
@@ -348,6 +415,7 @@ _op(
     "dx = g * [x > y], dy = g * [y > x]; ties split",
     kind="binary",
     domain="distinct",
+    reads=(0, 1),
 )
 
 
@@ -370,15 +438,31 @@ _op(
     "where(condition, x, y)",
     "dx = g * condition, dy = g * (not condition); no gradient for the condition",
     kind="where",
+    reads=(0,),
 )
 
 
 # --- reductions ---------------------------------------------------------------------------
 def _expand(g, x_shape, axis, keepdims):
-    """Put back the reduced axes of `g` so that it broadcasts against the input."""
-    if axis is not None and not keepdims:
-        g = np.expand_dims(g, axis)
-    return np.broadcast_to(g, x_shape)
+    """Put back the reduced axes of `g` and broadcast it to the input's shape (a read-only
+    view, as np.broadcast_to makes, built directly: this runs for every sum and mean)."""
+    if type(g) is not np.ndarray or not g.flags.c_contiguous:
+        if axis is not None and not keepdims:
+            g = np.expand_dims(g, axis)
+        return np.broadcast_to(g, x_shape)
+    if axis is None:
+        kept = (1,) * len(x_shape)
+    elif keepdims:
+        kept = g.shape
+    else:
+        kept = tuple(1 if i in axis else n for i, n in enumerate(x_shape))
+    g = g.reshape(kept)
+    strides = tuple(
+        0 if k == 1 and n != 1 else stride for k, n, stride in zip(kept, x_shape, g.strides)
+    )
+    view = np.ndarray(x_shape, g.dtype, g, 0, strides)
+    view.flags.writeable = False
+    return view
 
 
 def _sum(x, axis=None, keepdims=False):
@@ -390,11 +474,19 @@ def _sum_vjp(g, out, x, axis=None, keepdims=False):
 
 
 def _mean(x, axis=None, keepdims=False):
-    return x.mean(axis=axis, keepdims=keepdims)
+    # ndarray.mean's own arithmetic (a sum, then one division by the count) without the
+    # Python wrapper around it; float16 and integer inputs keep numpy's own path
+    if type(x) is not np.ndarray or x.dtype.kind != "f" or x.dtype.itemsize < 4:
+        return x.mean(axis=axis, keepdims=keepdims)
+    total = np.add.reduce(x, axis=axis, keepdims=keepdims)
+    count = x.size if axis is None else math.prod([x.shape[a] for a in axis])
+    if type(total) is np.ndarray:
+        return np.true_divide(total, count, out=total)
+    return total.dtype.type(total / count)
 
 
 def _mean_vjp(g, out, x, axis=None, keepdims=False):
-    count = x.size if axis is None else int(np.prod([x.shape[a] for a in axis]))
+    count = x.size if axis is None else math.prod([x.shape[a] for a in axis])
     return (_expand(g / count, x.shape, axis, keepdims),)
 
 
@@ -442,6 +534,7 @@ _op(
     "dx = g at the argmax (ties share)",
     kind="reduce",
     domain="distinct",
+    reads=(0,),
 )
 _op(
     "min",
@@ -452,6 +545,7 @@ _op(
     "dx = g at the argmin (ties share)",
     kind="reduce",
     domain="distinct",
+    reads=(0,),
 )
 
 
@@ -483,6 +577,7 @@ _op(
     "e^x / sum(e^x)",
     "dx = s * (g - sum(g * s))",
     kind="along_axis",
+    reads=("out",),
 )
 _op(
     "log_softmax",
@@ -492,6 +587,7 @@ _op(
     "x - log(sum(e^x))",
     "dx = g - softmax(x) * sum(g)",
     kind="along_axis",
+    reads=("out",),
 )
 
 

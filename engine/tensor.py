@@ -12,7 +12,17 @@ import itertools
 from types import MappingProxyType
 
 import numpy as np
-from topograd.engine.executor import describe, evaluate, note_change, run_backward
+from topograd.engine.executor import (
+    _POOL,
+    Released,
+    describe,
+    evaluate,
+    note_change,
+    release_unheld,
+    restore,
+    run_backward,
+    watch,
+)
 from topograd.engine.modes import AnomalyError, current_layer, current_modes
 from topograd.engine.ops import OPS
 
@@ -31,7 +41,7 @@ def _as_value(array, dtype=None):
     keep their dtype, as PyTorch's do: index tensors and masks, which never take a gradient.
     """
     if isinstance(array, Tensor):
-        array = array._data
+        array = array._value()
     array = np.array(array, dtype=dtype, copy=True)
     kind = array.dtype.kind
     if kind not in "fiub":
@@ -158,7 +168,15 @@ class Tensor:
     def data(self) -> np.ndarray:
         """The value as an ndarray (0-d for a scalar)."""
         d = self._data
-        return d if type(d) is np.ndarray else np.asarray(d)
+        if type(d) is np.ndarray:
+            return d
+        return np.asarray(restore(self) if type(d) is Released else d)
+
+    def _value(self):
+        """The stored value (an ndarray or a scalar), computed again if the forward pass
+        released it (see executor.release_unheld)."""
+        d = self._data
+        return restore(self) if type(d) is Released else d
 
     @data.setter
     def data(self, value):
@@ -233,7 +251,7 @@ class Tensor:
         """The value of a one-element tensor as a Python float."""
         if self.size != 1:
             raise ValueError(f"item() needs a tensor with one element, got shape {self.shape}")
-        return float(np.asarray(self._data).reshape(()))
+        return float(np.asarray(self._value()).reshape(()))
 
     def numpy(self) -> np.ndarray:
         """The value as an ndarray (same as `.data`)."""
@@ -241,7 +259,7 @@ class Tensor:
 
     def detach(self) -> Tensor:
         """The same value as a new leaf that records no history."""
-        return Tensor._node(self._data, False, layer=current_layer())
+        return Tensor._node(self._value(), False, layer=current_layer())
 
     def retain_grad(self) -> Tensor:
         """Keep `.grad` on this non-leaf tensor during backward, as PyTorch's retain_grad."""
@@ -354,8 +372,8 @@ class Tensor:
                     "optimizer does) or compute a new tensor."
                 )
             return _record(OPS[op_name], (self, self._lift(other)), _NO_ATTRS)
-        value = other._data if isinstance(other, Tensor) else other
-        data = self._data
+        value = other._value() if isinstance(other, Tensor) else other
+        data = self._value()
         if type(data) is np.ndarray:
             ufunc(data, value, out=data, casting="same_kind")
         else:
@@ -385,8 +403,8 @@ class Tensor:
     __hash__ = object.__hash__  # identity: the graph walk and optimizer state key on it
 
     def _compare(self, ufunc, other):
-        value = other._data if isinstance(other, Tensor) else other
-        return Tensor._const(_internal(np.asarray(ufunc(self._data, value))))
+        value = other._value() if isinstance(other, Tensor) else other
+        return Tensor._const(_internal(np.asarray(ufunc(self._value(), value))))
 
     def __eq__(self, other):
         """Elementwise comparison: a boolean tensor without gradient, as in PyTorch."""
@@ -410,7 +428,7 @@ class Tensor:
     def __invert__(self):
         if self.dtype.kind not in "biu":
             raise TypeError(f"~ needs a boolean or integer tensor, got dtype {self.dtype}")
-        return Tensor._const(_internal(np.asarray(np.invert(self._data))))
+        return Tensor._const(_internal(np.asarray(np.invert(self._value()))))
 
     def __and__(self, other):
         return self._compare(np.logical_and, other)
@@ -424,7 +442,7 @@ class Tensor:
                 f"the truth value of a tensor with {self.size} elements is ambiguous "
                 "(use .any() or .all())"
             )
-        return bool(np.asarray(self._data).reshape(()))
+        return bool(np.asarray(self._value()).reshape(()))
 
     def __float__(self):
         return float(self._one_element("float()"))
@@ -440,22 +458,22 @@ class Tensor:
     def _one_element(self, use):
         if self.size != 1:
             raise ValueError(f"{use} needs a tensor with one element, got shape {self.shape}")
-        return np.asarray(self._data).reshape(())
+        return np.asarray(self._value()).reshape(())
 
     def __array__(self, dtype=None, copy=None):
         """`np.asarray(t)`: the value (no gradient), as for a PyTorch CPU tensor."""
-        value = np.asarray(self._data, dtype=dtype)
+        value = np.asarray(self._value(), dtype=dtype)
         return value.copy() if copy else value
 
     def tolist(self):
         """The value as (nested) Python numbers."""
-        return np.asarray(self._data).tolist()
+        return np.asarray(self._value()).tolist()
 
     def any(self) -> Tensor:
-        return Tensor._const(_internal(np.asarray(np.any(self._data))))
+        return Tensor._const(_internal(np.asarray(np.any(self._value()))))
 
     def all(self) -> Tensor:
-        return Tensor._const(_internal(np.asarray(np.all(self._data))))
+        return Tensor._const(_internal(np.asarray(np.all(self._value()))))
 
     def __matmul__(self, other):
         return _record(OPS["matmul"], (self, self._lift(other)), _NO_ATTRS)
@@ -499,7 +517,7 @@ class Tensor:
             if len(axis) != 1:
                 raise ValueError(f"argmax/argmin take one axis, got {axis}")
             axis = axis[0]
-        found = find(np.asarray(self._data), axis=axis, keepdims=keepdims)
+        found = find(np.asarray(self._value()), axis=axis, keepdims=keepdims)
         return Tensor._const(_internal(np.asarray(found, dtype=np.int64)))
 
     def var(self, axis=None, keepdims=False, correction=1):
@@ -619,6 +637,21 @@ def _norm_axis(axis, ndim):
     ints. An empty tuple means every axis, as in PyTorch."""
     if axis is None:
         return None
+    if type(axis) is int and 0 <= axis < ndim:  # the common case
+        return (axis,)
+    if type(axis) is tuple:
+        key = (axis, ndim)
+        known = _AXES.get(key)
+        if known is None:
+            known = _AXES[key] = _normalized_axes(axis, ndim)
+        return known
+    return _normalized_axes(axis, ndim)
+
+
+_AXES: dict = {}  # (axis tuple, ndim) -> its normalized form, for sums and means in loops
+
+
+def _normalized_axes(axis, ndim):
     axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
     if not axes:
         return None
@@ -654,31 +687,74 @@ def apply(op, *inputs, **attrs):
 
 
 def _record(op, inputs, attrs):
+    if _POOL:  # values the graph no longer needs go before this op allocates its own
+        release_unheld()
     modes = current_modes()
     recording = modes.grad_enabled
     try:
         if len(inputs) == 2:
             a, b = inputs
             requires_grad = recording and (a.requires_grad or b.requires_grad)
-            if op.floats_ok and not attrs:  # scalar-mode arithmetic: evaluate's fast path
-                value, ctx = op.forward(a._data, b._data), None
+            if not attrs and (
+                op.floats_ok  # scalar-mode arithmetic (arrays too): evaluate's fast path
+                or (not op.saves and type(a._data) is np.ndarray and type(b._data) is np.ndarray)
+            ):
+                value = op.forward(a._data, b._data)
+                ctx = None
             else:
-                value, ctx = evaluate(op, inputs, attrs, requires_grad)
+                value, ctx = evaluate(op, inputs, attrs)
         elif len(inputs) == 1:  # unary ops (tanh, relu...): no generator on the hot path
-            requires_grad = recording and inputs[0].requires_grad
-            value, ctx = evaluate(op, inputs, attrs, requires_grad)
+            x = inputs[0]
+            requires_grad = recording and x.requires_grad
+            if op.saves or not (op.floats_ok or type(x._data) is np.ndarray):
+                value, ctx = evaluate(op, inputs, attrs)
+            else:  # evaluate's work without its calls: an array (or a float the op takes)
+                value = op.forward(x._data, **attrs) if attrs else op.forward(x._data)
+                ctx = None
         else:
             requires_grad = recording and any(t.requires_grad for t in inputs)
-            value, ctx = evaluate(op, inputs, attrs, requires_grad)
-    except ValueError as error:
+            value, ctx = evaluate(op, inputs, attrs)
+    except Exception as error:
+        if any(type(t._data) is Released for t in inputs):  # reached by walking `.inputs`
+            for t in inputs:
+                restore(t)
+            return _record(op, inputs, attrs)
+        if not isinstance(error, ValueError):
+            raise
         shapes = " and ".join(str(t.shape) for t in inputs)
         raise ValueError(f"{op.name}: cannot apply to shapes {shapes}: {error}") from None
+    # Tensor._node, written out: this runs once per op
+    node = _new_object(Tensor)
+    node._data = value
+    node._grad = None
+    node._version = 0
+    node._changed = 0
+    node._owner = None
+    node.name = None
+    node.id = node._saved = _next_id()
+    node.layer = modes.layer
+    node.source = None
+    node.retains_grad = False
+    node.constant = False
     if requires_grad:
-        node = Tensor._node(value, True, op, inputs, attrs, ctx, modes.layer)
-    elif recording:  # drawn in graphs (data paths), never backpropagated: no context kept
-        node = Tensor._node(value, False, op, inputs, attrs, None, modes.layer)
+        node.requires_grad = True
+        node.op = op
+        node.inputs = inputs
+        node.attrs = attrs
+        node.ctx = ctx
+        if type(value) is not float and (_POOL or not op.reads_out):  # never in scalar mode
+            watch(node, op, inputs)
     else:
-        node = Tensor._node(value, False, layer=modes.layer)
+        node.requires_grad = False
+        node.ctx = None
+        if recording:  # drawn in graphs (data paths), never backpropagated: no context kept
+            node.op = op
+            node.inputs = inputs
+            node.attrs = attrs
+        else:
+            node.op = None
+            node.inputs = ()
+            node.attrs = _NO_ATTRS
     if modes.anomaly and not np.all(np.isfinite(value)):
         raise AnomalyError(
             f"forward: {describe(node)} produced a non-finite value from inputs "

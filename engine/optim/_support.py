@@ -18,14 +18,23 @@ class Workspace:
 
     def __init__(self):
         self._buffers: dict[np.dtype, np.ndarray] = {}
+        self._views: dict[tuple, list[np.ndarray]] = {}  # (dtype, shape, count) -> views
 
     def take(self, like: np.ndarray, count: int) -> list[np.ndarray]:
-        """`count` distinct, uninitialized arrays with the shape and dtype of `like`."""
+        """`count` distinct, uninitialized arrays with the shape and dtype of `like` (the same
+        views for the same request, made once)."""
+        key = (like.dtype, like.shape, count)
+        views = self._views.get(key)
+        if views is not None:
+            return views
         size = like.size
         buffer = self._buffers.get(like.dtype)
         if buffer is None or buffer.size < count * size:
             buffer = self._buffers[like.dtype] = np.empty(count * size, dtype=like.dtype)
-        return [buffer[i * size : (i + 1) * size].reshape(like.shape) for i in range(count)]
+            self._views.clear()  # views into the old buffer would keep it alive
+        views = [buffer[i * size : (i + 1) * size].reshape(like.shape) for i in range(count)]
+        self._views[key] = views
+        return views
 
 
 def check_flag(name: str, value) -> None:

@@ -41,7 +41,7 @@ def _decay_(param, grad, group, out):
 
 def _moments_(state, g, beta1, beta2, scratch):
     """m <- lerp(m, g, 1 - beta1); v <- beta2 * v + ((1 - beta2) * g) * g (PyTorch's order)."""
-    ewma_update_(state["exp_avg"], g, beta1)
+    ewma_update_(state["exp_avg"], g, beta1, scratch)
     exp_avg_sq = state["exp_avg_sq"]
     exp_avg_sq *= beta2
     np.multiply(g, 1 - beta2, out=scratch)

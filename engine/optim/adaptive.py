@@ -162,7 +162,7 @@ class RMSprop(Optimizer):
         root = scratch
         variance = state["square_avg"]
         if group["centered"]:  # s - a * a (PyTorch's addcmul with value=-1)
-            grad_avg = ewma_update_(state["grad_avg"], g, alpha)
+            grad_avg = ewma_update_(state["grad_avg"], g, alpha, scratch)
             np.multiply(grad_avg, grad_avg, out=root)
             variance = np.subtract(variance, root, out=root)
         if group["eps_inside_sqrt"]:

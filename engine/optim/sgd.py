@@ -135,7 +135,7 @@ class SGD(Optimizer):
             velocity = state.get("momentum_buffer")
             if velocity is None:
                 velocity = state["momentum_buffer"] = np.zeros_like(param)
-            grad = ewma_update_(velocity, grad, momentum)
+            grad = ewma_update_(velocity, grad, momentum, scratch)
         elif momentum != 0:
             buffer = state.get("momentum_buffer")
             if buffer is None:  # PyTorch starts the buffer at the first gradient, not at zero

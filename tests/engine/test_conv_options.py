@@ -98,7 +98,7 @@ def test_grouped_dilated_conv2d_in_chunks_matches_torch(torch, rng, monkeypatch,
 
 
 def test_grouped_conv2d_without_saving_columns_matches_torch(torch, rng):
-    """Nothing backpropagates: the forward keeps no im2col columns (Op.optional_save)."""
+    """Nothing backpropagates: the forward keeps no im2col columns (it never does)."""
     x, w = rng.standard_normal((2, 4, 7, 7)), rng.standard_normal((4, 1, 3, 3))
     options = {"stride": 2, "padding": 1, "dilation": 2, "groups": 4}
     with no_grad():

@@ -314,9 +314,12 @@ def test_a_list_of_past_losses_no_longer_holds_every_activation():
         return kept
 
     freed, retained = _kept_bytes(lambda: losses(False)), _kept_bytes(lambda: losses(True))
-    activations = 20 * (64 * 256 * 3 + 64 * 10 * 4) * 8  # what each retained graph holds
+    # what each retained graph holds: the ReLU's output (its VJP reads it) and the small
+    # arrays of the loss; x @ W1 and + b1 were released during the forward pass, as no VJP
+    # reads them and nothing else held them
+    activations = 20 * (64 * 256 + 64 * 10 * 4) * 8
     assert retained > activations
-    assert freed < retained / 20
+    assert freed < retained / 10  # the losses and the parameters' last gradients
 
 
 def test_a_graph_and_its_stepper_keep_what_they_show_after_a_plain_backward():
@@ -524,9 +527,12 @@ def test_conv2d_keeps_no_columns_when_nothing_will_backpropagate():
         out = F.conv2d(x, w)
     assert out.ctx is None
     columns = 64 * 8 * 9 * 14 * 14 * 8  # bytes of im2col columns for the whole batch
+    # the VJP makes the columns again, so recording keeps none either: the two peaks are the
+    # output plus one chunk of columns
     recorded = _peak_bytes(lambda: F.conv2d(x, w))
     inference = _peak_bytes(lambda: _no_grad_conv(x, w))
-    assert recorded - inference > 0.5 * columns
+    assert abs(recorded - inference) < 0.1 * columns
+    assert inference < 0.75 * columns
 
 
 def _no_grad_conv(x, w):
