@@ -262,8 +262,12 @@ class _Checker:
         kwargs = {}
         for key, item in binding.kwargs.items():
             original = value.options().get(key)
-            if isinstance(original, Symbol) and registry is SCHEDULES and key == "after":
-                original = Ref(original.name, pos=original.pos)  # `after=cosine`, bare
+            if (  # a bare name of the same registry, where any value goes: `after=cosine`
+                isinstance(original, Symbol)
+                and original.name in registry
+                and _kind_of(target, key, skip) is None
+            ):
+                original = Ref(original.name, pos=original.pos)
             if isinstance(original, Ref):
                 nested = self.entry(original, registry, what, original.pos, skip, **bind_options)
                 kwargs[key] = nested

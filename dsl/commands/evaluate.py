@@ -23,8 +23,14 @@ import numpy as np
 from topograd.dsl.build import build_data
 from topograd.dsl.commands.common import OK, USAGE, fail, load_spec
 from topograd.dsl.datasets import data_record, record_differences
-from topograd.dsl.training import CommandError, build_or_report, number, table, write_json
-from topograd.engine import Tensor, no_grad
+from topograd.dsl.training import (
+    CommandError,
+    build_or_report,
+    number,
+    r_squared,
+    table,
+    write_json,
+)
 from topograd.engine import functional as F
 from topograd.engine.train.checkpoint import (
     CheckpointError,
@@ -142,22 +148,6 @@ def _checked_data(built, source, checkpoint):
         return build_data(spec, statistics=saved.get("statistics", {}))
     except ValueError as error:
         raise CommandError(f"cannot use the checkpoint: {error}") from None
-
-
-def r_squared(model, part, batch_size: int = 1024) -> float | None:
-    """1 - SSE / SST of the model's predictions of real-valued targets, in evaluation mode
-    (None when the targets do not vary)."""
-    model.eval()
-    with no_grad():
-        predictions = np.concatenate(
-            [
-                model(Tensor(part.x[begin : begin + batch_size])).data.reshape(-1)
-                for begin in range(0, len(part), batch_size)
-            ]
-        )
-    total = float(np.sum((part.y - part.y.mean()) ** 2))
-    residual = float(np.sum((part.y - predictions) ** 2))
-    return 1.0 - residual / total if total > 0 else None
 
 
 # --- ensembles -----------------------------------------------------------------------------------

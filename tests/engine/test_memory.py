@@ -5,11 +5,11 @@ a value or a gradient that anyone can see (behaviour only, never timings)."""
 from __future__ import annotations
 
 import gc
-import tracemalloc
 import weakref
 
 import numpy as np
 import pytest
+from test_trust import _peak_bytes
 from topograd.engine import Graph, Stepper, Tensor, no_grad
 from topograd.engine import functional as F
 from topograd.engine.executor import Released, iter_backward
@@ -123,15 +123,6 @@ def test_gradients_a_graph_shows_are_not_overwritten_by_later_vjps():
         np.testing.assert_array_equal(grad, copy)
 
 
-def _peak(run) -> int:
-    gc.collect()
-    tracemalloc.start()
-    run()
-    peak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
-    return peak
-
-
 def test_conv2d_keeps_no_columns_when_a_gradient_is_needed():
     rng = np.random.default_rng(7)
     x = Tensor(rng.standard_normal((32, 8, 16, 16)), requires_grad=True)
@@ -140,8 +131,8 @@ def test_conv2d_keeps_no_columns_when_a_gradient_is_needed():
     assert out.ctx is None  # only the inputs are kept (by reference), as PyTorch keeps them
     kept = []
     columns = 32 * 8 * 9 * 16 * 16 * 8  # bytes of im2col columns for the whole batch
-    recorded = _peak(lambda: kept.append(F.conv2d(x, w, padding=1)))
-    inference = _peak(lambda: kept.append(_without_grad(F.conv2d, x, w, padding=1)))
+    recorded = _peak_bytes(lambda: kept.append(F.conv2d(x, w, padding=1)))
+    inference = _peak_bytes(lambda: kept.append(_without_grad(F.conv2d, x, w, padding=1)))
     assert abs(recorded - inference) < 0.1 * columns  # the output, one chunk of columns
     out.sum().backward()
     assert x.grad.shape == x.shape and w.grad.shape == w.shape
@@ -173,4 +164,4 @@ def test_a_training_step_peaks_near_its_saved_activations():
 
     step()
     activation = 512 * 256 * 8
-    assert _peak(step) < 12.5 * activation
+    assert _peak_bytes(step) < 12.5 * activation
