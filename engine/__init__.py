@@ -11,6 +11,7 @@ from topograd.engine import conv as _conv  # noqa: F401  (registers conv2d and t
 from topograd.engine import functional, init, nn
 from topograd.engine import fused as _fused  # noqa: F401  (registers the fused batch norm)
 from topograd.engine import primitives as _primitives  # noqa: F401  (registers the primitive ops)
+from topograd.engine.capture import ReplayedStep, ReplayWarning, replay
 from topograd.engine.custom_ops import OpFunction, define_op, unregister_op
 from topograd.engine.executor import topological_order
 from topograd.engine.gradcheck import GradcheckResult, gradcheck, relative_error
@@ -36,6 +37,8 @@ __all__ = [
     "NodeInfo",
     "Op",
     "OpFunction",
+    "ReplayWarning",
+    "ReplayedStep",
     "StepEvent",
     "Stepper",
     "Tensor",
@@ -53,6 +56,7 @@ __all__ = [
     "no_grad",
     "register_op",
     "relative_error",
+    "replay",
     "topological_order",
     "unbroadcast",
     "unregister_op",

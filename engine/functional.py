@@ -9,6 +9,13 @@ from __future__ import annotations
 
 import numpy as np
 from topograd.engine.averages import ewma_update_
+from topograd.engine.capture import (
+    note_check,
+    note_draw,
+    note_effect,
+    note_fresh,
+    note_unreplayable,
+)
 from topograd.engine.conv import adaptive_avg_pool2d as adaptive_avg_pool2d
 from topograd.engine.conv import avg_pool2d as avg_pool2d
 from topograd.engine.conv import conv2d as conv2d
@@ -124,6 +131,13 @@ def _reduce(losses, reduction):
     raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
 
 
+class _Shaped:
+    __slots__ = ("shape",)
+
+    def __init__(self, shape):
+        self.shape = shape
+
+
 def class_labels(labels, logits, loss):
     """Validate integer class labels; an integer vector of the right length is checked with
     two reductions (the common case, on every training step)."""
@@ -159,6 +173,8 @@ def cross_entropy(logits, labels, reduction="mean"):
     if logits.ndim != 2:
         raise ValueError(f"cross_entropy: logits must be (N, C), got shape {logits.shape}")
     labels = class_labels(labels, logits, "cross_entropy")
+    shaped = _Shaped(logits.shape)  # the check keeps the shape, not the logits' node
+    note_check(lambda new: class_labels(new, shaped, "cross_entropy"), labels)
     picked = log_softmax(logits, axis=1)[np.arange(len(labels)), labels]
     return _reduce(-picked, reduction)
 
@@ -269,18 +285,47 @@ def batch_norm(
             out = apply(OPS["batch_norm_fused"], x, w, b, eps=eps)
             # The op's saved context has the batch statistics; under no_grad none is kept.
             batch_mean, batch_var = out.ctx[2:] if out.ctx is not None else _stats(x, axes)
+            sources = [(out, "ctx")] if out.ctx is not None else None
         else:
             out, mean_node, var_node = _normalize(x, axes, eps)
             batch_mean, batch_var = mean_node.data, var_node.data
             out = _affine(out, weight, bias, shape)
+            sources = [(mean_node, "value"), (var_node, "value")]
         if running_mean is not None:
             _update_running(running_mean, running_var, batch_mean, batch_var, count, momentum)
+            _replay_running(sources, running_mean, running_var, count, momentum)
         return out
     if running_mean is None or running_var is None:
         raise ValueError("batch_norm: evaluation needs running_mean and running_var")
-    mean = _constant(np.asarray(running_mean).reshape(shape), x)
-    inv_std = _constant(1.0 / np.sqrt(np.asarray(running_var).reshape(shape) + eps), x)
+    dtype = x.dtype
+
+    def read_mean():
+        return np.asarray(np.asarray(running_mean).reshape(shape), dtype=dtype)
+
+    def read_inv_std():
+        return np.asarray(1.0 / np.sqrt(np.asarray(running_var).reshape(shape) + eps), dtype)
+
+    mean, inv_std = Tensor._const(read_mean()), Tensor._const(read_inv_std())
+    note_fresh(mean, read_mean)  # a replayed step reads the statistics as they are then
+    note_fresh(inv_std, read_inv_std)
     return _affine((x - mean) * inv_std, weight, bias, shape)
+
+
+def _replay_running(sources, running_mean, running_var, count, momentum):
+    """Tell a capture (engine.replay) how to update the running statistics again."""
+    if sources is None:
+        note_unreplayable("batch norm's statistics of an input that needs no gradient")
+        return
+    if sources[0][1] == "ctx":
+
+        def update(ctx):
+            _update_running(running_mean, running_var, ctx[2], ctx[3], count, momentum)
+    else:
+
+        def update(mean, var):
+            _update_running(running_mean, running_var, mean, var, count, momentum)
+
+    note_effect(update, sources, (running_mean, running_var))
 
 
 def _stats(x, axes):
@@ -371,11 +416,17 @@ def dropout(x, p=0.5, training=True, inverted=True, rng=None):
         return x if inverted or p == 0.0 else x * (1.0 - p)
     if p == 0.0:
         return x
-    draws = resolve_rng(rng).random(x.shape)
-    keep = draws >= p
-    # the scaled mask is written over the draws: one array of x's size instead of two
-    mask = np.divide(keep, 1.0 - p, out=draws) if inverted else keep
-    return x * _constant(mask, x).named("dropout_mask")
+    shape, dtype = x.shape, x.dtype
+
+    def draw(generator):
+        draws = generator.random(shape)
+        keep = draws >= p
+        # the scaled mask is written over the draws: one array of x's size instead of two
+        return np.asarray(np.divide(keep, 1.0 - p, out=draws) if inverted else keep, dtype)
+
+    mask = Tensor._const(draw(resolve_rng(rng))).named("dropout_mask")
+    note_draw(mask, lambda: resolve_rng(rng), draw)  # a replayed step draws anew
+    return x * mask
 
 
 # --- names the model language resolves --------------------------------------------------------

@@ -35,6 +35,7 @@ from topograd.engine import (
     manual_seed,
     no_grad,
     register_op,
+    replay,
     unregister_op,
 )
 from topograd.train import History, fit
@@ -86,6 +87,7 @@ __all__ = [
     "no_grad",
     "optim",
     "register_op",
+    "replay",
     "testing",
     "train",
     "unregister_op",

@@ -6,6 +6,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
+from topograd.engine.capture import _local as replay_local
+from topograd.engine.capture import note_module
 from topograd.engine.modes import current_layer, reset_layer, set_layer
 from topograd.engine.tensor import Tensor, _as_value
 
@@ -83,6 +85,8 @@ class Module:
             path = local if parent is None else f"{parent.path}.{local}"
             tag = self._tags[parent] = LayerTag(path, type(self).__name__)
         token = set_layer(tag)
+        if replay_local.__dict__:  # a capture is running: replays check the training flags
+            note_module(self)
         try:
             return self.forward(*args, **kwargs)
         finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 from topograd.engine import functional as F
+from topograd.engine.capture import note_effect, note_unreplayable
 from topograd.engine.nn.layers import LAYERS
 from topograd.engine.nn.module import Module, Parameter
 
@@ -57,6 +58,7 @@ class BatchNorm1d(Module):
         momentum = self.momentum
         if update and momentum is None:
             momentum = 1.0 / float(self.num_batches_tracked + 1)
+            note_unreplayable(f"{type(self).__name__}(momentum=None) changes its momentum per step")
         try:
             out = F.batch_norm(
                 x,
@@ -73,7 +75,11 @@ class BatchNorm1d(Module):
             raise ValueError(f"{type(self).__name__}({self.num_features}): {error}") from None
         if update:
             self.num_batches_tracked += 1
+            note_effect(self._count_batch, (), (self.num_batches_tracked,))
         return out
+
+    def _count_batch(self):
+        self.num_batches_tracked += 1
 
     def extra_repr(self):
         return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, fused={self.fused}"
