@@ -15,6 +15,8 @@ Dropout(0.2), softmax cross-entropy, float64. Timed, each from the same initial 
   explosion guards.
 - topograd `fit(track_stats=False)`: the guards still run (they need the gradient norms);
   no update ratios.
+- topograd `fit(replay=False)`: as the sample runs it, but every step eager (a graph built
+  and walked per step) instead of replayed after its check (`tg.replay`, fit's default).
 
 The numpy run draws its batch order and dropout masks exactly as `fit` does (from `seed`), so
 the two compute the same training: before timing, the script runs one epoch of each with
@@ -179,13 +181,13 @@ def numpy_training(splits, epochs, seed=SEED):
     return net, losses
 
 
-def topograd_training(splits, epochs, track_stats, seed=SEED):
+def topograd_training(splits, epochs, track_stats, seed=SEED, replay=True):
     """The sample's run through `fit`; returns (model, per-step losses)."""
     manual_seed(seed)
     model = SAMPLE["build_model"]()
     history = fit(model, splits.train, Adam(model.parameters(), lr=LR), epochs=epochs,
                   batch_size=BATCH_SIZE, val=splits.val, seed=seed, track_stats=track_stats,
-                  progress=False, log=None)  # fmt: skip
+                  progress=False, log=None, replay=replay)  # fmt: skip
     return model, history.step_loss
 
 
@@ -195,6 +197,10 @@ IMPLEMENTATIONS = (
     (
         "topograd fit, track_stats=False",
         lambda splits, epochs: topograd_training(splits, epochs, False),
+    ),
+    (
+        "topograd fit, replay=False",
+        lambda splits, epochs: topograd_training(splits, epochs, True, replay=False),
     ),
 )
 

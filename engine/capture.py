@@ -130,12 +130,14 @@ class Program:
         self.steps = []
         self.shapes = []
         self.floats = []  # whether the slot's value is a Python float (a 0-d float64)
+        self.large = []  # whether it is an array worth releasing early
         self.needs_grad = [node.requires_grad for node in order]
         self.leaves = {}  # slot -> the Tensor whose .grad it accumulates into (parameters)
         for position, node in enumerate(order):
             data = node._data
             self.shapes.append(() if type(data) is float else tuple(data.shape))
             self.floats.append(type(data) is float)
+            self.large.append(type(data) is not float and _nbytes(data) >= RELEASE_BYTES)
             key = id(node)
             if node.op is None:
                 if key in input_slots:
@@ -203,7 +205,7 @@ class Program:
         kept.add(self.root)
         self.release_after = [[] for _ in self.steps]
         for source, position in last.items():
-            if source not in kept and self.steps[source][0] == OP:
+            if source not in kept and self.steps[source][0] == OP and self.large[source]:
                 self.release_after[position].append(source)
 
     # --- running ---------------------------------------------------------------------------
@@ -388,6 +390,10 @@ class Program:
                     grad_tensors[position] = input_tensors[step[1]]
         self.backward(values, contexts, arguments, grad_tensors, store)
         return loss
+
+
+def _nbytes(data) -> int:
+    return data.size * data.dtype.itemsize  # an array or a Released stand-in
 
 
 def _scalars(*values):

@@ -10,7 +10,14 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from topograd.engine.ops import Op, register_op, unbroadcast
+from topograd.engine.ops import (
+    Op,
+    leading_axes,
+    product_sum_leading,
+    register_op,
+    sum_leading,
+    unbroadcast,
+)
 
 
 def _op(name, forward, vjp, arity, formula, vjp_formula, **options):
@@ -42,12 +49,22 @@ def _mul(x, y):
 
 def _mul_vjp(g, out, x, y, needs=(True, True), overwrite=False):
     # `needs` skips the product for an input that wants no gradient (a dropout mask, data).
-    gy = g * x if needs[1] else None
+    gy = _factor_grad(g, x, y) if needs[1] else None
     if not needs[0]:
         return None, gy
     if overwrite and _fits(g, y):
         return np.multiply(g, y, out=g), gy
     return g * y, gy
+
+
+def _factor_grad(g, x, y):
+    """The gradient of y in x * y, g * x: summed back to y's shape at once when y was
+    broadcast along leading (batch) axes, without the product array (a gamma's gradient)."""
+    if type(y) is np.ndarray and type(g) is np.ndarray and y.shape != g.shape:
+        lead = leading_axes(g.shape, y.shape)
+        if lead is not None and np.shape(x) == g.shape:
+            return product_sum_leading(g, x, lead).reshape(y.shape)
+    return g * x
 
 
 def _compact(g):
@@ -466,7 +483,18 @@ def _expand(g, x_shape, axis, keepdims):
 
 
 def _sum(x, axis=None, keepdims=False):
+    if type(x) is np.ndarray and x.dtype.kind == "f":
+        return _reduce_sum(x, axis, keepdims)
     return x.sum(axis=axis, keepdims=keepdims)
+
+
+def _reduce_sum(x, axis, keepdims):
+    """A float array's sum over `axis`; over leading axes (a batch) as BLAS's matrix-vector
+    product (engine.ops.sum_leading), otherwise numpy's reduction."""
+    if axis is not None and len(axis) < x.ndim and axis == tuple(range(len(axis))):
+        total = sum_leading(x, len(axis))
+        return total.reshape((1,) * len(axis) + total.shape) if keepdims else total
+    return np.add.reduce(x, axis=axis, keepdims=keepdims)
 
 
 def _sum_vjp(g, out, x, axis=None, keepdims=False):
@@ -478,7 +506,7 @@ def _mean(x, axis=None, keepdims=False):
     # Python wrapper around it; float16 and integer inputs keep numpy's own path
     if type(x) is not np.ndarray or x.dtype.kind != "f" or x.dtype.itemsize < 4:
         return x.mean(axis=axis, keepdims=keepdims)
-    total = np.add.reduce(x, axis=axis, keepdims=keepdims)
+    total = _reduce_sum(x, axis, keepdims)
     count = x.size if axis is None else math.prod([x.shape[a] for a in axis])
     if type(total) is np.ndarray:
         return np.true_divide(total, count, out=total)

@@ -100,6 +100,12 @@ def add_parser(subparsers) -> None:
         help="graph files: also print every value and gradient whole (numpy's printing)",
     )
     parser.add_argument(
+        "--eager",
+        action="store_true",
+        help="build every training step's graph anew (by default a step is captured once and "
+        "replayed: the same numbers, faster)",
+    )
+    parser.add_argument(
         "--backend",
         choices=("numpy", "torch"),
         default="numpy",
@@ -119,6 +125,8 @@ def add_parser(subparsers) -> None:
 def run(args) -> int:
     if args.backend != "torch" and (args.device is not None or args.nproc is not None):
         return fail("--device and --nproc choose how PyTorch trains: add --backend torch")
+    if args.backend == "torch" and args.eager:
+        return fail("--eager is for the numpy engine: PyTorch builds every step's graph anyway")
     spec, source = load_spec(args.file)
     if spec is None:
         return USAGE
@@ -281,6 +289,7 @@ def _fit(built, args, optimizer_index: int = 0, **options) -> tuple[History, flo
         if args.backend == "torch":
             history = _torch_fit(built, args, optimizer_index, **options)
         else:
+            options.setdefault("replay", not args.eager)
             history = fit(built.model, built.data.splits.train, built.optimizer, **options)
     except CheckpointError as error:
         raise CommandError(f"cannot resume: {error}") from None
@@ -411,7 +420,7 @@ def _snapshot(spec, source, args) -> int:
     if built is None:
         return USAGE
     split, part = _eval_split(built)
-    options = fit_arguments(built, show_progress(args.no_progress))
+    options = fit_arguments(built, show_progress(args.no_progress), replay=not args.eager)
     for name in ("epochs", "schedule", "checkpoint"):  # snapshot_ensemble sets these itself
         options.pop(name)
     started = time.perf_counter()

@@ -38,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 from topograd.engine import functional as F
+from topograd.engine.capture import replay
 from topograd.engine.data.datasets import batches
 from topograd.engine.modes import use_rng
 from topograd.engine.tensor import Tensor
@@ -87,6 +88,7 @@ def fit(
     callback: Callable[[str, History], bool | None] | None = None,
     runner: Callable[..., Run] | None = None,
     checkpoint_extra: dict | None = None,
+    replay: bool = True,
 ) -> History:
     """Train `model` on `train` for `epochs` epochs of mini-batches; return the History.
 
@@ -135,6 +137,13 @@ def fit(
     live curves from it. Returning True stops the run there, keeping the current weights
     (History.stopped is "interrupted"); the end-of-run diagnosis still runs.
 
+    `replay` (default on) runs each step's forward and backward through `engine.replay`:
+    captured on the first batch of a shape, checked against an eager run on the second, then
+    replayed without building a graph (the same numbers to the last bit, less bookkeeping per
+    op). A step the engine cannot replay runs eagerly with a ReplayWarning saying why;
+    `replay=False` runs every step eagerly. A non-finite loss or gradient is located on an
+    eager forward pass of the same batch.
+
     `runner` makes the object that executes the run, called with `Run`'s arguments (default
     `Run`: the engine itself). A subclass of `Run` that overrides its backend methods trains
     on another engine with everything else (batches, guards, history, checkpoints) unchanged:
@@ -164,6 +173,7 @@ def fit(
         batch_size=batch_size,
         callback=callback,
         checkpoint_extra=checkpoint_extra or {},
+        replay=replay,
     )
     if run.steps_per_epoch() == 0:
         raise ValueError(
@@ -250,6 +260,8 @@ class Run:
         self.batch_size = options["batch_size"]
         self.callback = options["callback"]
         self.checkpoint_extra = options.get("checkpoint_extra", {})  # the caller's, JSON-like
+        self.replayed = replay(self.batch_loss) if options.get("replay") else None
+        self.last_batch = None
         self.batch_rng = np.random.default_rng([self.seed, 0])
         self.dropout_rng = np.random.default_rng([self.seed, 1])
         self.history = History(best_metric="val_loss" if val is not None else "train_loss")
@@ -420,8 +432,15 @@ class Run:
         self.optimizer.zero_grad()
         for _, p in self.named:  # parameters the optimizer does not hold, too
             p.grad = None
-        batch_loss = self.loss(self.model(Tensor(xb)), yb)
+        if self.replayed is not None:  # forward and backward at once: no graph is kept
+            self.last_batch = (xb, yb)
+            return self.replayed(xb, yb).item(), None
+        batch_loss = self.batch_loss(Tensor(xb), yb)
         return batch_loss.item(), batch_loss
+
+    def batch_loss(self, x, y):
+        """The loss of one batch (a graph to backpropagate)."""
+        return self.loss(self.model(x), y)
 
     def backward(self, batch_loss) -> tuple[list[float], bool]:
         """Backpropagate; each parameter's gradient norm (NaN when it got no gradient) and
@@ -429,7 +448,8 @@ class Run:
         gradient is caught before the optimizer spreads it into the weights. The graph is
         retained so that the guard can replay the backward pass to find the culprit (it is
         released with the batch loss at the next step)."""
-        batch_loss.backward(retain_graph=True)
+        if batch_loss is not None:  # None: a replayed step already backpropagated
+            batch_loss.backward(retain_graph=True)
         norms, finite = [], True
         for _, p in self.named:
             g = p._grad
@@ -443,7 +463,13 @@ class Run:
         return norms, finite
 
     def locate(self, batch_loss, gradient: bool):
-        """The NonFiniteReport for a non-finite loss (or, with `gradient`, gradient)."""
+        """The NonFiniteReport for a non-finite loss (or, with `gradient`, gradient). A
+        replayed step kept no graph: the batch's forward pass is run again eagerly."""
+        if batch_loss is None:
+            xb, yb = self.last_batch
+            for _, p in self.named:
+                p.grad = None
+            batch_loss = self.batch_loss(Tensor(xb), yb)
         if gradient:
             return locate_nonfinite_gradient(batch_loss, self.model.parameters(), self.names)
         return locate_nonfinite(batch_loss, self.names)
