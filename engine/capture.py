@@ -22,6 +22,7 @@ loss after epoch 10) must be a new `replay` object.
 
 from __future__ import annotations
 
+import gc
 import threading
 import warnings
 from sys import getrefcount
@@ -337,8 +338,10 @@ class Program:
                     in_grads = vjp(g, out, a, b, ctx=contexts.pop(position), **static)
                 elif overwrites:
                     in_grads = vjp(g, out, a, b, overwrite=True, **static)
-                else:
+                elif static:
                     in_grads = vjp(g, out, a, b, **static)
+                else:
+                    in_grads = vjp(g, out, a, b)
             else:
                 args = [values[s] for s in sources]
                 if convert:
@@ -348,8 +351,10 @@ class Program:
                     in_grads = vjp(g, out, *args, ctx=contexts.pop(position), **static)
                 elif overwrites:
                     in_grads = vjp(g, out, *args, overwrite=True, **static)
-                else:
+                elif static:
                     in_grads = vjp(g, out, *args, **static)
+                else:
+                    in_grads = vjp(g, out, *args)
             values[position] = None
             for index, source, shape, leaf in targets:
                 pg = in_grads[index]
@@ -484,7 +489,13 @@ class ReplayedStep:
         if not checked:
             return self._check(signature, program, args, tensors, arguments)
         self.replays += 1
-        loss = program.run(arguments, tensors)
+        collecting = gc.isenabled()
+        gc.disable()  # a replay makes no reference cycles: nothing for the collector to find
+        try:
+            loss = program.run(arguments, tensors)
+        finally:
+            if collecting:
+                gc.enable()
         return _detached(loss)
 
     # --- eager runs ------------------------------------------------------------------------

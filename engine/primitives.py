@@ -213,6 +213,8 @@ def _matmul(a, b):
 
 
 def _matmul_vjp(g, out, a, b, needs=(True, True)):
+    if a.ndim == 2 and b.ndim == 2:  # the common case (a layer's x @ W): no broadcasting
+        return (g @ b.T if needs[0] else None), (a.T @ g if needs[1] else None)
     if a.ndim == 1 and b.ndim == 1:
         return (g * b if needs[0] else None), (g * a if needs[1] else None)
     a2 = a[None, :] if a.ndim == 1 else a

@@ -144,6 +144,11 @@ class Adam(Optimizer):
         np.multiply(state["exp_avg"], -step_size, out=work)
         work /= denom
         param += work
+        return work
+
+    def _returns_step(self, group):
+        # decoupled decay shrinks the weights before the step: two changes, not one array
+        return not (group["decoupled_weight_decay"] and group["weight_decay"] != 0)
 
 
 class AdamW(Adam):

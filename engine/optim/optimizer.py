@@ -16,6 +16,11 @@ from topograd.engine.modes import enable_grad
 from topograd.engine.tensor import Tensor
 
 
+def _norm(array) -> float:
+    flat = array.ravel()
+    return math.sqrt(float(np.dot(flat, flat)))
+
+
 def check_range(name, value, low=None, high=None, low_open=False, high_open=False):
     """Raise ValueError naming `name` and `value` unless low <= value <= high (open ends
     with `low_open` / `high_open`)."""
@@ -40,6 +45,10 @@ class Optimizer:
         self._check_hyperparameters(self.defaults)
         self.param_groups: list[dict] = []
         self.state: dict[Tensor, dict] = {}
+        # Set to a dict by a caller that wants to know how far each step moved each
+        # parameter (fit's update/weight ratios): step() stores ||W_after - W_before|| by
+        # id(parameter), from the update itself where the rule returns it (no copy).
+        self.change_norms: dict | None = None
         params = list(params) if not isinstance(params, Tensor) else [params]
         if not params:
             raise ValueError(f"{type(self).__name__} got an empty parameter list")
@@ -95,7 +104,9 @@ class Optimizer:
         if closure is not None:
             with enable_grad():
                 loss = closure()
+        changes = self.change_norms
         for group in self.param_groups:
+            exact = changes is not None and self._returns_step(group)
             for p in group["params"]:
                 grad = p._grad
                 if grad is None:
@@ -105,17 +116,30 @@ class Optimizer:
                     state = self.state[p] = {"step": 0}
                 state["step"] += 1
                 if type(p._data) is np.ndarray:
-                    self._update(p._data, np.asarray(grad), state, group)
+                    before = None if exact or changes is None else p._data.copy()
+                    applied = self._update(p._data, np.asarray(grad), state, group)
                     p._mark_changed()  # graphs that read the old value may not backpropagate
+                    if changes is not None:
+                        change = applied if exact else np.subtract(p._data, before, out=before)
+                        changes[id(p)] = _norm(change)
                 else:  # a scalar parameter: update a 0-d array, then store it back
                     value = np.array(p._data, dtype=p.dtype)
                     self._update(value, np.asarray(grad, dtype=p.dtype), state, group)
+                    if changes is not None:
+                        changes[id(p)] = abs(float(value) - float(p._data))
                     p.data = value
         return loss
 
-    def _update(self, param: np.ndarray, grad: np.ndarray, state: dict, group: dict) -> None:
+    def _returns_step(self, group: dict) -> bool:
+        """Whether `_update` returns the array it added to (or took from) the parameter, the
+        whole change, for this group (see `change_norms`); otherwise the change is measured
+        on a copy of the weights."""
+        return False
+
+    def _update(self, param: np.ndarray, grad: np.ndarray, state: dict, group: dict):
         """Update `param` IN PLACE from `grad`; `state` is this parameter's (with 'step'
-        already counting this step), `group` its hyperparameters."""
+        already counting this step), `group` its hyperparameters. Rules whose change is one
+        array added to or subtracted from the weights may return it (see `_returns_step`)."""
         raise NotImplementedError(f"{type(self).__name__} must implement _update")
 
     # --- saving ------------------------------------------------------------------------

@@ -124,8 +124,7 @@ class SGD(Optimizer):
     # --- one parameter ---------------------------------------------------------------------
     def _update(self, param, grad, state, group):
         if group["nesterov_form"] == "lookahead":  # (the checks made sure nesterov is on)
-            self._lookahead_update(param, grad, state, group)
-            return
+            return self._lookahead_update(param, grad, state, group)
         lr, momentum, weight_decay = group["lr"], group["momentum"], group["weight_decay"]
         work, scratch = self._workspace.take(param, 2)
         if weight_decay != 0:  # g = grad + weight_decay * W (PyTorch's grad.add(param, alpha))
@@ -151,7 +150,12 @@ class SGD(Optimizer):
                 grad = np.add(grad, scratch, out=scratch)
             else:
                 grad = buffer
-        param -= np.multiply(grad, lr, out=scratch)
+        step = np.multiply(grad, lr, out=scratch)
+        param -= step
+        return step
+
+    def _returns_step(self, group):
+        return True  # the step subtracted (or, looking ahead, the velocity added)
 
     def _lookahead_update(self, param, grad, state, group):
         """v = momentum * v - lr * (grad + weight_decay * (W + momentum * v)); W = W + v."""
@@ -168,6 +172,7 @@ class SGD(Optimizer):
         velocity *= momentum
         velocity -= np.multiply(grad, lr, out=scratch)
         param += velocity
+        return velocity
 
 
 def _move_to_lookahead(groups, state):

@@ -270,7 +270,6 @@ class Run:
         self.postfix: dict[str, str] = {}
         self.named = list(model.named_parameters())
         self.names = {id(p): name for name, p in self.named}
-        self.before = [np.empty_like(p.data) for _, p in self.named] if self.track_stats else []
         self.matrices = {name for name, p in self.named if p.ndim >= 2}
         if self.track_stats:
             self.history.shapes = {name: list(p.shape) for name, p in self.named}
@@ -479,24 +478,25 @@ class Run:
 
         The ratio ||W_after - W_before|| / ||W_before|| is measured on the actual change
         rather than lr * grad, so it is right for momentum, Adam's normalization and weight
-        decay alike (the notes' update_scale / param_scale). A parameter whose weights are
+        decay alike (the notes' update_scale / param_scale). The optimizer measures the
+        change (`Optimizer.change_norms`): from the update array itself where its rule
+        returns one (SGD, Adam), on a copy of the weights otherwise. A parameter whose weights are
         all zero (a bias at the start) has no ratio: NaN.
         """
         if not self.track_stats:
             self.optimizer.step()
             return
         scales = []
-        for (_, p), before in zip(self.named, self.before):
-            np.copyto(before, p.data)
-            flat = before.ravel()
+        for _, p in self.named:
+            flat = np.ravel(p.data)
             scales.append(math.sqrt(float(np.dot(flat, flat))))
-        self.optimizer.step()
-        changes = []
-        for (_, p), before in zip(self.named, self.before):
-            np.subtract(p.data, before, out=before)
-            flat = before.ravel()
-            changes.append(math.sqrt(float(np.dot(flat, flat))))
-        self.record(norms, scales, changes)
+        optimizer = self.optimizer
+        measured = optimizer.change_norms = {}  # the optimizer measures each change
+        try:
+            optimizer.step()
+        finally:
+            optimizer.change_norms = None
+        self.record(norms, scales, [measured.get(id(p), 0.0) for _, p in self.named])
 
     def record(self, norms: list[float], scales: list[float], changes: list[float]) -> None:
         """Append one step's gradient norms and update ratios (change / scale) to History."""
