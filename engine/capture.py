@@ -173,8 +173,30 @@ class Program:
         self.buffers = [buffer for _, _, buffers in rec.effects for buffer in buffers]
         self.modules = list(rec.modules.values())
         self.training = [m.training for m in self.modules]
+        self.leaf_layout = [
+            (step[1], self.shapes[position], _dtype(step[1]._data))
+            for position, step in enumerate(self.steps)
+            if step[0] == LEAF
+        ]
         self.size = len(order)
         self._plan_release()
+
+    def still_valid(self) -> bool:
+        """Whether what the capture took for granted still holds: every module in the same
+        training mode, every leaf's value of the same shape and dtype (a weight replaced by
+        `.data =` with another dtype, `model.float()`, would otherwise mix dtypes silently:
+        the layers' own dtype checks do not run in a replay)."""
+        for module, training in zip(self.modules, self.training):
+            if module.training != training:
+                return False
+        for node, shape, dtype in self.leaf_layout:
+            data = node._data
+            if type(data) is float:
+                if shape != ():
+                    return False
+            elif data.shape != shape or data.dtype != dtype:
+                return False
+        return True
 
     def set_backward(self, nodes) -> None:
         """The order the eager backward pass visited the nodes in (its sums of several
@@ -397,6 +419,10 @@ class Program:
         return loss
 
 
+def _dtype(data):
+    return None if type(data) is float else data.dtype
+
+
 def _nbytes(data) -> int:
     return data.size * data.dtype.itemsize  # an array or a Released stand-in
 
@@ -473,10 +499,8 @@ class ReplayedStep:
             return self._eager(args, tensors, arguments, capture=False)
         signature = tuple(_signature(a) for a in arguments)
         entry = self._programs.get(signature)
-        if entry is not None and any(
-            m.training != flag for m, flag in zip(entry[0].modules, entry[0].training)
-        ):
-            entry = None  # a module switched mode: capture again under this signature
+        if entry is not None and not entry[0].still_valid():
+            entry = None  # a module switched mode or a weight changed: capture again
         if entry is None:
             if len(self._programs) >= MAX_PROGRAMS:
                 self._programs.clear()

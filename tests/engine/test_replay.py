@@ -311,3 +311,25 @@ def test_fit_still_names_the_node_that_went_non_finite_when_replaying():
         reports.append((history.steps, history.nonfinite.message))
     assert reports[0] == reports[1]  # the same step, the same node, the same words
     assert "matmul" in reports[0][1] or "add" in reports[0][1]
+
+
+def test_a_model_converted_to_float32_is_captured_again_not_mixed_silently():
+    model = _mlp(False, p=0.0)
+    step = replay(lambda x, y: F.cross_entropy(model(x), y))
+    rng = np.random.default_rng(10)
+    for x, y in _batches(rng, 3):
+        step(x, y)
+    assert step.replays == 1
+    model.float()  # new weight and buffer arrays: the capture's no longer hold
+    x, y = next(_batches(rng, 1))
+    with pytest.raises(TypeError, match="dtype"):  # the eager capture runs the layer's check
+        step(x, y)
+    twin = _mlp(False, p=0.0)
+    twin.load_state_dict(model.state_dict())
+    twin.float()
+    for x, y in _batches(rng, 4):
+        x = x.astype(np.float32)
+        loss = step(x, y)
+        expected = F.cross_entropy(twin(Tensor(x)), y)
+        assert loss.dtype == np.float32 and loss.item() == expected.item()
+        _assert_same(_state(model), _state(twin))
