@@ -462,10 +462,11 @@ def _fill(attrs, substituted, arguments):
 class ReplayedStep:
     """`loss_fn` run as forward and backward in one call, replayed after the first calls.
 
-    Calling it with the step's inputs (arrays or Tensors) returns the loss as a Tensor
+    Calling it with the step's inputs (arrays, lists, floats or Tensors: the data; other
+    arguments, such as ints, reach `loss_fn` as they are) returns the loss as a Tensor
     without a graph and leaves every parameter's gradient accumulated in `.grad`, as
-    `loss_fn(...).backward()` would. The first call with a new input signature (shapes,
-    dtypes, the other arguments, the modules' training flags) runs eagerly and captures;
+    `loss_fn(...).backward()` would. The first call with a new input signature (the data's
+    shapes and dtypes, the other arguments' values) runs eagerly and captures;
     the second checks the capture against an eager run; later calls replay. `status` says
     which it is doing and why.
     """
@@ -547,7 +548,8 @@ class ReplayedStep:
         if not loss.requires_grad:
             self._disable("the loss does not require grad")
         if self.disabled is not None:
-            loss.backward() if loss.requires_grad else None
+            if loss.requires_grad:
+                loss.backward()
             return _detached(loss._data)
         slots = [t if t is not None else _Placeholder() for t in inputs]
         program = Program(loss, slots, rec)  # before backward frees the graph's links
@@ -621,16 +623,18 @@ class _Placeholder:
 
 
 def _is_array(value) -> bool:
-    return isinstance(value, np.ndarray | list | float | int | np.generic) and not isinstance(
-        value, bool
-    )
+    """Whether an argument is data (an input slot whose value changes from call to call):
+    arrays, lists and floats are; ints, strings and other options are passed to the function
+    as they are, and a new value is a new signature (captured anew), as jit.trace treats
+    non-tensor arguments."""
+    return isinstance(value, np.ndarray | list | float | np.floating)
 
 
 def _signature(value):
     if type(value) is np.ndarray:
         return ("array", value.shape, value.dtype.str)
-    if type(value) is float:
-        return ("float",)
+    if type(value) is float or isinstance(value, np.floating):
+        return ("float", np.result_type(value).str)
     try:
         hash(value)
     except TypeError:

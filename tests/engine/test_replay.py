@@ -160,13 +160,18 @@ def test_numbers_derived_from_the_inputs_outside_the_graph_keep_the_step_eager()
     assert step.replays == 0 and step.status.startswith("eager:")
 
 
-def test_a_replayed_step_still_checks_its_class_labels():
-    model = _mlp(True, p=0.0)
+def _replaying(model, rng):
+    """A replayed cross-entropy step of `model`, past its capture and check."""
     step = replay(lambda x, y: F.cross_entropy(model(x), y))
-    rng = np.random.default_rng(6)
     for x, y in _batches(rng, 3):
         step(x, y)
     assert step.replays == 1
+    return step
+
+
+def test_a_replayed_step_still_checks_its_class_labels():
+    rng = np.random.default_rng(6)
+    step = _replaying(_mlp(True, p=0.0), rng)
     x = rng.standard_normal((8, 6))
     with pytest.raises(ValueError, match=r"label 7 is outside \[0, 4\)"):
         step(x, np.array([0, 1, 2, 3, 7, 0, 1, 2]))
@@ -314,12 +319,8 @@ def test_fit_still_names_the_node_that_went_non_finite_when_replaying():
 
 
 def test_a_model_converted_to_float32_is_captured_again_not_mixed_silently():
-    model = _mlp(False, p=0.0)
-    step = replay(lambda x, y: F.cross_entropy(model(x), y))
-    rng = np.random.default_rng(10)
-    for x, y in _batches(rng, 3):
-        step(x, y)
-    assert step.replays == 1
+    model, rng = _mlp(False, p=0.0), np.random.default_rng(10)
+    step = _replaying(model, rng)
     model.float()  # new weight and buffer arrays: the capture's no longer hold
     x, y = next(_batches(rng, 1))
     with pytest.raises(TypeError, match="dtype"):  # the eager capture runs the layer's check
@@ -333,3 +334,14 @@ def test_a_model_converted_to_float32_is_captured_again_not_mixed_silently():
         expected = F.cross_entropy(twin(Tensor(x)), y)
         assert loss.dtype == np.float32 and loss.item() == expected.item()
         _assert_same(_state(model), _state(twin))
+
+
+def test_options_that_are_not_data_reach_the_function_as_they_are():
+    w = Tensor(np.array([1.0, 2.0, 3.0]), requires_grad=True)
+    step = replay(lambda x, k: (w[:k] * x[:k]).sum())  # k slices: a new k, a new capture
+    x = np.array([1.0, 10.0, 100.0])
+    for k in (1, 2, 2, 2, 3):
+        w.grad = None
+        assert step(x, k).item() == float((w.data[:k] * x[:k]).sum())
+        np.testing.assert_array_equal(w.grad, np.r_[x[:k], np.zeros(3 - k)])
+    assert len(step._programs) == 3 and step.replays == 1
