@@ -586,7 +586,11 @@ class ReplayedStep:
         def keep(tensor, g):
             grads[id(tensor)] = np.array(g, copy=True)
 
-        replayed = program.run(arguments, tensors, store=keep)
+        failure = None
+        try:
+            replayed = program.run(arguments, tensors, store=keep)
+        except Exception as error:  # the eager run below raises a user's own error again
+            failure = f"replaying it raised {type(error).__name__}: {error}"
         after = [b.copy() for b in program.buffers]
         for generator, state in zip(program.generators, states):
             generator().bit_generator.state = state
@@ -597,7 +601,9 @@ class ReplayedStep:
         if not isinstance(result, Program):
             return result
         eager_loss = self._last_loss
-        problem = _difference(program, result, replayed, eager_loss._data, grads, before_grads)
+        problem = failure or _difference(
+            program, result, replayed, eager_loss._data, grads, before_grads
+        )
         if problem is None:
             for buffer, value in zip(program.buffers, after):
                 if not np.array_equal(buffer, value, equal_nan=True):

@@ -345,3 +345,29 @@ def test_options_that_are_not_data_reach_the_function_as_they_are():
         assert step(x, k).item() == float((w.data[:k] * x[:k]).sum())
         np.testing.assert_array_equal(w.grad, np.r_[x[:k], np.zeros(3 - k)])
     assert len(step._programs) == 3 and step.replays == 1
+
+
+def test_a_replay_that_fails_where_the_eager_step_works_falls_back_with_the_reason():
+    from topograd.engine import define_op, unregister_op
+
+    calls = []
+
+    def flaky_forward(x):  # fails on its second call only: the check's replay
+        calls.append(1)
+        if len(calls) == 2:
+            raise FloatingPointError("only the replay sees this")
+        return 2.0 * x
+
+    flaky = define_op("flaky_double", flaky_forward, lambda g, out, x: (2.0 * g,))
+    try:
+        w = Tensor(np.array([1.0, -1.0]), requires_grad=True)
+        step = replay(lambda x: flaky(w * x).sum())
+        x = np.array([3.0, 5.0])
+        with pytest.warns(ReplayWarning, match="replaying it raised FloatingPointError"):
+            for _ in range(4):
+                w.grad = None
+                assert step(x).item() == float((2.0 * w.data * x).sum())
+                np.testing.assert_array_equal(w.grad, 2.0 * x)
+        assert step.replays == 0 and step.disabled is not None
+    finally:
+        unregister_op("flaky_double")
