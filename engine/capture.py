@@ -57,6 +57,7 @@ class _Recording:
         self.modules = {}  # id -> module whose __call__ ran
         self.unreplayable = []  # reasons
         self.checks = []  # (check(array), array): validation replays run on new inputs
+        self.derived = []  # (node, source array, make(array)): constants made from an input
 
 
 _local = threading.local()
@@ -73,6 +74,14 @@ def note_draw(node, generator, make) -> None:
     rec = recording()
     if rec is not None:
         rec.draws.append((node, generator, make))
+
+
+def note_derived(node, source, make) -> None:
+    """`node` (a constant leaf) is `make(source)`, numbers computed in Python from an input
+    array `source` (a loss's targets recoded): replays compute `make` of the new input."""
+    rec = recording()
+    if rec is not None:
+        rec.derived.append((node, source, make))
 
 
 def note_fresh(node, read) -> None:
@@ -106,15 +115,17 @@ def note_module(module) -> None:
         rec.modules[id(module)] = module
 
 
-def note_unreplayable(reason: str) -> None:
-    """What the function did cannot be replayed (the step stays eager, with this reason)."""
+def note_unreplayable(reason: str, expected: bool = False) -> None:
+    """What the function did cannot be replayed (the step stays eager, with this reason).
+    `expected`: a layer that is never replayed by design (no ReplayWarning, `status` says
+    why)."""
     rec = recording()
     if rec is not None:
-        rec.unreplayable.append(reason)
+        rec.unreplayable.append((reason, expected))
 
 
 # --- the program -----------------------------------------------------------------------------
-LEAF, INPUT, DRAW, FRESH, OP, BINARY = range(6)
+LEAF, INPUT, DRAW, FRESH, DERIVED, OP, BINARY = range(7)
 
 
 class Program:
@@ -128,6 +139,11 @@ class Program:
         draws = {id(node): (generator, make) for node, generator, make in rec.draws}
         fresh = {id(node): read for node, read in rec.fresh}
         arrays = {id(t._data): position for position, t in enumerate(inputs)}
+        derived = {
+            id(node): (make, arrays[id(source)])
+            for node, source, make in rec.derived
+            if id(source) in arrays
+        }
         self.steps = []
         self.shapes = []
         self.floats = []  # whether the slot's value is a Python float (a 0-d float64)
@@ -147,6 +163,8 @@ class Program:
                     self.steps.append((DRAW, draws[key]))
                 elif key in fresh:
                     self.steps.append((FRESH, fresh[key]))
+                elif key in derived:
+                    self.steps.append((DERIVED, derived[key]))
                 else:
                     self.steps.append((LEAF, node))
                     if node.requires_grad:
@@ -310,6 +328,9 @@ class Program:
             elif kind == DRAW:
                 generator, make = step[2]
                 values[step[1]] = make(generator())
+            elif kind == DERIVED:
+                make, source = step[2]
+                values[step[1]] = make(arguments[source])
             else:
                 values[step[1]] = step[2]()
         for apply, sources, _ in self.effects:
@@ -544,7 +565,9 @@ class ReplayedStep:
         finally:
             _local.__dict__.pop("recording", None)
         if rec.unreplayable:
-            self._disable("; ".join(dict.fromkeys(rec.unreplayable)))
+            reasons = dict.fromkeys(reason for reason, _ in rec.unreplayable)
+            quiet = all(expected for _, expected in rec.unreplayable)
+            self._disable("; ".join(reasons), warn=not quiet)
         if not loss.requires_grad:
             self._disable("the loss does not require grad")
         if self.disabled is not None:
@@ -570,12 +593,13 @@ class ReplayedStep:
             raise RuntimeError(f"replay: {self.__name__} must return a one-element loss")
         return loss
 
-    def _disable(self, reason: str) -> None:
+    def _disable(self, reason: str, warn: bool = True) -> None:
         if self.disabled is None:
             self.disabled = reason
-            warnings.warn(
-                f"replay({self.__name__}) runs eagerly: {reason}", ReplayWarning, stacklevel=4
-            )
+            if warn:
+                warnings.warn(
+                    f"replay({self.__name__}) runs eagerly: {reason}", ReplayWarning, stacklevel=4
+                )
 
     # --- the second call: replay and eager on the same inputs, compared --------------------
     def _check(self, signature, program, args, tensors, arguments):

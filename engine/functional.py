@@ -11,6 +11,7 @@ import numpy as np
 from topograd.engine.averages import ewma_update_
 from topograd.engine.capture import (
     note_check,
+    note_derived,
     note_draw,
     note_effect,
     note_fresh,
@@ -217,22 +218,40 @@ def hinge_loss(scores, targets, margin=1.0, reduction="mean"):
     mean over samples of sum over j != y of max(0, s_j - s_y + margin).
     """
     scores = _tensor(scores)
+    raw = targets.data if isinstance(targets, Tensor) else targets
     if scores.ndim == 1 or (scores.ndim == 2 and scores.shape[1] == 1):
-        y = np.asarray(targets.data if isinstance(targets, Tensor) else targets, dtype=scores.dtype)
-        y = y.reshape(scores.shape)
-        if np.all(np.isin(y, (0.0, 1.0))):
-            y = 2.0 * y - 1.0
-        if not np.all(np.isin(y, (-1.0, 1.0))):
-            raise ValueError("hinge_loss: binary targets must be -1 and +1 (or classes 0 and 1)")
-        return _reduce((margin - scores * _constant(y, scores)).relu(), reduction)
+        shape, dtype = scores.shape, scores.dtype
+
+        def signs(targets):
+            y = np.asarray(targets, dtype=dtype).reshape(shape)
+            if np.all(np.isin(y, (0.0, 1.0))):
+                y = 2.0 * y - 1.0
+            if not np.all(np.isin(y, (-1.0, 1.0))):
+                raise ValueError(
+                    "hinge_loss: binary targets must be -1 and +1 (or classes 0 and 1)"
+                )
+            return y
+
+        y = Tensor._const(signs(raw))
+        note_derived(y, raw, signs)  # a replayed step recodes its own targets
+        return _reduce((margin - scores * y).relu(), reduction)
     if scores.ndim != 2:
         raise ValueError(f"hinge_loss: scores must be (N,), (N, 1) or (N, C), got {scores.shape}")
     labels = class_labels(targets, scores, "hinge_loss")
     rows = np.arange(len(labels))
     correct = scores[rows, labels].reshape(len(labels), 1)
-    others = np.ones(scores.shape)
-    others[rows, labels] = 0.0
-    margins = (scores - correct + margin).relu() * _constant(others, scores)
+    shaped = _Shaped(scores.shape)
+    dtype = scores.dtype
+
+    def others_of(targets):  # 1 where a class is not the label: the margins that count
+        picked = class_labels(targets, shaped, "hinge_loss")
+        others = np.ones(shaped.shape, dtype=dtype)
+        others[np.arange(len(picked)), picked] = 0.0
+        return others
+
+    others = Tensor._const(others_of(labels))
+    note_derived(others, labels, others_of)
+    margins = (scores - correct + margin).relu() * others
     return _reduce(margins.sum(axis=1), reduction)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 from topograd.engine import functional as F
 from topograd.engine import init as initializers
+from topograd.engine.capture import note_unreplayable
 from topograd.engine.nn.layers import LAYERS, Sequential
 from topograd.engine.nn.module import Module, Parameter
 from topograd.engine.tensor import Tensor
@@ -75,6 +76,9 @@ class ScalarSequential(Sequential):
         x = x if isinstance(x, Tensor) else Tensor(x)
         if x.ndim != 2:
             raise ValueError(f"a scalar network takes (N, features) inputs, got {x.shape}")
+        # Each number of x becomes a leaf of its own, read here in Python: a replay could not
+        # see a new batch. Scalar graphs run eagerly (their executor path is micrograd's speed).
+        note_unreplayable("a scalar network reads its inputs number by number", expected=True)
         rows = []
         for example in x.data:
             values = [Tensor(v, dtype=x.dtype) for v in example]

@@ -371,3 +371,44 @@ def test_a_replay_that_fails_where_the_eager_step_works_falls_back_with_the_reas
         assert step.replays == 0 and step.disabled is not None
     finally:
         unregister_op("flaky_double")
+
+
+def test_a_scalar_network_runs_eagerly_without_a_warning():
+    model = nn.ScalarSequential(nn.ScalarLinear(2, 3, rng=0), nn.ReLU(), nn.ScalarLinear(3, 2))
+    step = replay(lambda x, y: F.cross_entropy(model(x), y))
+    rng = np.random.default_rng(11)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ReplayWarning)
+        for _ in range(3):
+            x, y = rng.standard_normal((4, 2)), rng.integers(0, 2, 4)
+            model.zero_grad()
+            loss = step(x, y)
+            twin_loss = F.cross_entropy(model(Tensor(x)), y)
+            assert loss.item() == twin_loss.item()  # each call sees its own batch
+    assert step.replays == 0 and "number by number" in step.status
+
+
+@pytest.mark.parametrize(
+    ("loss", "outputs", "targets"),
+    [
+        (F.mse_loss, 1, lambda rng: rng.standard_normal((8, 1))),
+        (F.binary_cross_entropy_with_logits, 1, lambda rng: rng.integers(0, 2, (8, 1))),
+        (F.hinge_loss, 1, lambda rng: rng.integers(0, 2, 8)),  # recoded to -1 and +1
+        (F.hinge_loss, 4, lambda rng: rng.integers(0, 4, 8)),  # the multiclass margins
+    ],
+)
+def test_every_loss_replays_with_each_batch_own_targets(loss, outputs, targets):
+    model, twin = (nn.Sequential(nn.Linear(3, outputs, rng=0)) for _ in range(2))
+    step = replay(lambda x, y: loss(model(x), y))
+    rng = np.random.default_rng(12)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ReplayWarning)
+        for _ in range(6):
+            x, y = rng.standard_normal((8, 3)), targets(rng)
+            model.zero_grad()
+            twin.zero_grad()
+            expected = loss(twin(Tensor(x)), y)
+            expected.backward()
+            assert step(x, y).item() == expected.item()
+            _assert_same([p.grad for p in model.parameters()], [p.grad for p in twin.parameters()])
+    assert step.replays == 4
