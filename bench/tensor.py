@@ -121,7 +121,7 @@ def make_batch(size, seed=DATA_SEED):
 
 class Topograd:
     """The network as engine layers; the update loop is what an SGD optimizer would run.
-    With `replayed`, forward and backward go through `tg.replay` (engine/replay.py)."""
+    With `replayed`, forward and backward go through `tg.replay` (engine/capture.py)."""
 
     def __init__(self, weights, p, optimizer, fused, replayed=False):
         linears, norms = weights

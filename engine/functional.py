@@ -331,7 +331,7 @@ def batch_norm(
 
 
 def _replay_running(sources, running_mean, running_var, count, momentum):
-    """Tell a capture (engine.replay) how to update the running statistics again."""
+    """Tell a capture (engine.capture) how to update the running statistics again."""
     if sources is None:
         note_unreplayable("batch norm's statistics of an input that needs no gradient")
         return

@@ -16,8 +16,9 @@ from topograd.engine.modes import enable_grad
 from topograd.engine.tensor import Tensor
 
 
-def _norm(array) -> float:
-    flat = array.ravel()
+def norm_of(array) -> float:
+    """The Euclidean norm of an array of any shape (one dot product, no temporary)."""
+    flat = np.ravel(array)
     return math.sqrt(float(np.dot(flat, flat)))
 
 
@@ -47,7 +48,8 @@ class Optimizer:
         self.state: dict[Tensor, dict] = {}
         # Set to a dict by a caller that wants to know how far each step moved each
         # parameter (fit's update/weight ratios): step() stores ||W_after - W_before|| by
-        # id(parameter), from the update itself where the rule returns it (no copy).
+        # id(parameter), from the update itself where the rule returns it (no copy). A
+        # subclass that replaces step() itself must fill it too (or fit records NaN).
         self.change_norms: dict | None = None
         params = list(params) if not isinstance(params, Tensor) else [params]
         if not params:
@@ -121,7 +123,7 @@ class Optimizer:
                     p._mark_changed()  # graphs that read the old value may not backpropagate
                     if changes is not None:
                         change = applied if exact else np.subtract(p._data, before, out=before)
-                        changes[id(p)] = _norm(change)
+                        changes[id(p)] = norm_of(change)
                 else:  # a scalar parameter: update a 0-d array, then store it back
                     value = np.array(p._data, dtype=p.dtype)
                     self._update(value, np.asarray(grad, dtype=p.dtype), state, group)

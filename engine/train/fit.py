@@ -41,6 +41,7 @@ from topograd.engine import functional as F
 from topograd.engine.capture import replay
 from topograd.engine.data.datasets import batches
 from topograd.engine.modes import use_rng
+from topograd.engine.optim.optimizer import Optimizer, norm_of
 from topograd.engine.tensor import Tensor
 from topograd.engine.train.checkpoint import load_checkpoint, save_checkpoint
 from topograd.engine.train.checks import (
@@ -137,7 +138,7 @@ def fit(
     live curves from it. Returning True stops the run there, keeping the current weights
     (History.stopped is "interrupted"); the end-of-run diagnosis still runs.
 
-    `replay` (default on) runs each step's forward and backward through `engine.replay`:
+    `replay` (default on) runs each step's forward and backward through `tg.replay`:
     captured on the first batch of a shape, checked against an eager run on the second, then
     replayed without building a graph (the same numbers to the last bit, less bookkeeping per
     op). A step the engine cannot replay runs eagerly with a ReplayWarning saying why;
@@ -486,17 +487,28 @@ class Run:
         if not self.track_stats:
             self.optimizer.step()
             return
-        scales = []
-        for _, p in self.named:
-            flat = np.ravel(p.data)
-            scales.append(math.sqrt(float(np.dot(flat, flat))))
+        scales = [norm_of(p.data) for _, p in self.named]
         optimizer = self.optimizer
-        measured = optimizer.change_norms = {}  # the optimizer measures each change
-        try:
+        if not isinstance(optimizer, Optimizer):  # an optimizer of its own: compare copies
+            before = [np.array(p.data, copy=True) for _, p in self.named]
             optimizer.step()
-        finally:
-            optimizer.change_norms = None
-        self.record(norms, scales, [measured.get(id(p), 0.0) for _, p in self.named])
+            changes = [
+                norm_of(np.subtract(p.data, b, out=b)) for (_, p), b in zip(self.named, before)
+            ]
+        else:
+            measured = optimizer.change_norms = {}  # the optimizer measures each change
+            try:
+                optimizer.step()
+            finally:
+                optimizer.change_norms = None
+            # no entry: not moved (no gradient, or not the optimizer's), unless the rule did
+            # not say (a step() of its own that ignores change_norms): NaN, not a made-up 0
+            held = {id(p) for group in optimizer.param_groups for p in group["params"]}
+            changes = [
+                measured.get(id(p), math.nan if id(p) in held and p._grad is not None else 0.0)
+                for _, p in self.named
+            ]
+        self.record(norms, scales, changes)
 
     def record(self, norms: list[float], scales: list[float], changes: list[float]) -> None:
         """Append one step's gradient norms and update ratios (change / scale) to History."""
