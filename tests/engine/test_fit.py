@@ -1,6 +1,7 @@
 """The fit loop: what it records, the modes it switches, schedules, the guards that stop it
 (explosion, NaN/Inf, early stopping) and the weights they put back, and exact resumption."""
 
+import itertools
 import json
 import math
 import warnings
@@ -14,7 +15,7 @@ from topograd import functional as F
 from topograd import manual_seed, nn
 from topograd.data import Dataset
 from topograd.nn import Module
-from topograd.optim import SGD, Adam
+from topograd.optim import SGD, Adam, AdamW, RMSprop
 from topograd.optim.schedules import MultiStepLR, StepLR
 from topograd.train import InitialLossWarning, evaluate, load_checkpoint
 
@@ -80,6 +81,36 @@ def test_fit_learns_and_records_every_step_and_epoch(tmp_path):
     again = History.load_json(tmp_path / "h.json")
     assert again.step_loss == history.step_loss and again.val_acc == history.val_acc
     assert again.diagnosis == history.diagnosis and again.shapes == history.shapes
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda params: SGD(params, lr=0.1, momentum=0.9, nesterov=True),  # returns its step
+        lambda params: Adam(params, lr=0.01),  # returns its step
+        lambda params: AdamW(params, lr=0.01),  # decoupled decay: measured on a copy
+        lambda params: RMSprop(params, lr=0.01),  # no step returned: measured on a copy
+    ],
+)
+def test_update_ratios_are_the_actual_change_of_the_weights(make):
+    """||W_after - W_before|| / ||W_before|| for every step, checked against copies kept by
+    a callback (the optimizer measures the change itself where its rule returns it)."""
+    x, y = blobs(n=60)
+    manual_seed(4)
+    model = nn.Linear(4, 3)
+    weights = [model.weight.data.copy()]
+
+    def keep(event, history):
+        if event == "step":
+            weights.append(model.weight.data.copy())
+
+    history = fit(model, (x, y), make(model.parameters()), epochs=2, batch_size=20,
+                  callback=keep, check_initial_loss=False, **QUIET)  # fmt: skip
+    expected = [
+        np.linalg.norm(after - before) / np.linalg.norm(before)
+        for before, after in itertools.pairwise(weights)
+    ]
+    np.testing.assert_allclose(history.update_ratios["weight"], expected, rtol=1e-9)
 
 
 def test_update_ratios_and_gradient_norms_match_a_hand_computation():
