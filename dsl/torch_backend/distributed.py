@@ -167,6 +167,15 @@ def torchrun_fit(
     else:
         where = torch.device("cpu")
     _join_torchrun("nccl" if device == "cuda" else "gloo", rank, world)
+    options, runner = _rank_runner(built, rank, world, where, dtype, options)
+    with tempfile.TemporaryDirectory(prefix="topograd-resume-") as scratch:
+        options = _shared_resume(options, rank, Path(scratch), where)
+        return fit(built.model, built.data.splits.train, built.optimizer, runner=runner, **options)
+
+
+def _rank_runner(built, rank: int, world: int, device, dtype, options: dict):
+    """fit's options for this process (only rank 0 shows progress and logs) and the runner
+    that trains its share of each batch in the group."""
     options = dict(options)
     if rank != 0:
         options.update(progress=False, log=None)
@@ -174,15 +183,13 @@ def torchrun_fit(
     runner = functools.partial(
         TorchRun,
         spec=built.spec,
-        device=where,
+        device=device,
         dtype=dtype,
         group=group,
         wrap=group.synchronize_batch_norm,
         parallel=group.parallel,
     )
-    with tempfile.TemporaryDirectory(prefix="topograd-resume-") as scratch:
-        options = _shared_resume(options, rank, Path(scratch), where)
-        return fit(built.model, built.data.splits.train, built.optimizer, runner=runner, **options)
+    return options, runner
 
 
 def _join_torchrun(backend: str, rank: int, world: int) -> None:
@@ -292,18 +299,13 @@ def _process(rank: int, world: int, job: _Job) -> None:
         load_checkpoint(
             job.folder / "start.npz", built.model, built.optimizer, built.schedule, rngs={}
         )
-        options = dict(job.options, loss=built.loss, schedule=built.schedule)
-        if rank != 0:
-            options.update(progress=False, log=None)
-        group = Group(rank, world)
-        runner = functools.partial(
-            TorchRun,
-            spec=built.spec,
-            device=torch.device(device),
-            dtype=job.dtype,
-            group=group,
-            wrap=group.synchronize_batch_norm,
-            parallel=group.parallel,
+        options, runner = _rank_runner(
+            built,
+            rank,
+            world,
+            torch.device(device),
+            job.dtype,
+            dict(job.options, loss=built.loss, schedule=built.schedule),
         )
         history = fit(
             built.model, built.data.splits.train, built.optimizer, runner=runner, **options

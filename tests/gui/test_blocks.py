@@ -10,7 +10,7 @@ import shutil
 from itertools import pairwise
 
 import pytest
-from test_layout import segment_crosses
+from test_layout import inside, segment_crosses
 from topograd.dsl import inspect
 from topograd.dsl.cli import main
 from topograd.dsl.commands.common import load_spec
@@ -90,17 +90,6 @@ def skip_edge(view: GraphView) -> tuple[str, str, int]:
     return view.node(join).inputs[1], join, 1
 
 
-def inside(box, outer, slack=1.0) -> bool:
-    x, y, w, h = box
-    ox, oy, ow, oh = outer
-    return (
-        ox - slack <= x
-        and oy - slack <= y
-        and x + w <= ox + ow + slack
-        and y + h <= oy + oh + slack
-    )
-
-
 def crosses(a, b, box) -> bool:
     """Whether segment a-b passes through the box, 2 px inside its border."""
     return segment_crosses(a, b, box, margin=2.0)
@@ -173,10 +162,10 @@ def test_frames_nest_and_the_skip_edge_runs_around_the_layers(view, use_dot):
     assert layout.engine == ("dot" if use_dot else "layered")
     for group in wanted.groups:
         if group.parent is not None:
-            assert inside(layout.groups[group.key], layout.groups[group.parent]), group.key
+            assert inside(layout.groups[group.key], layout.groups[group.parent], 1.0), group.key
     for node in wanted.nodes:
         if node.group is not None:
-            assert inside(layout.nodes[node.key], layout.groups[node.group]), node.key
+            assert inside(layout.nodes[node.key], layout.groups[node.group], 1.0), node.key
     points = layout.edges[skip_edge(view)]
     for key in BODY:
         for a, b in pairwise(points):
@@ -190,7 +179,7 @@ def test_a_collapsed_block_in_an_expanded_one_gets_the_edges(view, use_dot):
     collapsed = frozenset(BODY)  # the layers as boxes in the block's frame
     layout = compute_layout(visible_input(view, collapsed), use_dot=use_dot)
     for key in BODY:
-        assert inside(layout.nodes[key], layout.groups[RESIDUAL])
+        assert inside(layout.nodes[key], layout.groups[RESIDUAL], 1.0)
     points = layout.edges[skip_edge(view)]
     for key in BODY:
         assert not any(crosses(a, b, layout.nodes[key]) for a, b in pairwise(points)), key
