@@ -60,12 +60,14 @@ class _Recording:
         self.derived = []  # (node, source array, make(array)): constants made from an input
 
 
-_local = threading.local()
+thread_state = threading.local()
+"""Holds `recording` while a capture runs in this thread; empty otherwise, so that a hot path
+(Module.__call__) can test `thread_state.__dict__` without a function call."""
 
 
 def recording() -> _Recording | None:
     """The capture running in this thread, if any (the hooks below do nothing otherwise)."""
-    return getattr(_local, "recording", None)
+    return getattr(thread_state, "recording", None)
 
 
 def note_draw(node, generator, make) -> None:
@@ -559,11 +561,11 @@ class ReplayedStep:
             loss.backward()
             return _detached(loss._data)
         rec = _Recording()
-        _local.recording = rec
+        thread_state.recording = rec
         try:
             loss = self._loss(call_args)
         finally:
-            _local.__dict__.pop("recording", None)
+            thread_state.__dict__.pop("recording", None)
         if rec.unreplayable:
             reasons = dict.fromkeys(reason for reason, _ in rec.unreplayable)
             quiet = all(expected for _, expected in rec.unreplayable)

@@ -8,17 +8,17 @@ for speed. tests/engine/test_batchnorm.py proves the two equal.
 from __future__ import annotations
 
 import numpy as np
-from topograd.engine.ops import Op, product_sum_leading, register_op, sum_leading
+from topograd.engine.ops import Op, product_sum_leading, reduce_mean, register_op, sum_leading
 
 
 def _batch_norm_train(x, gamma, beta, eps=1e-5):
     # Two input-sized arrays and no temporaries: x_hat is written over `centered`, and the
     # output over the squares once their mean is taken (the same arithmetic, in place).
     axes = _stat_axes(x)
-    mean = _batch_mean(x, axes)
+    mean = reduce_mean(x, axes, True)
     centered = x - mean
     squares = np.multiply(centered, centered)
-    var = _batch_mean(squares, axes)
+    var = reduce_mean(squares, axes, True)
     inv_std = 1.0 / np.sqrt(var + eps)
     shape = _param_shape(x)
     gamma, beta = gamma.reshape(shape), beta.reshape(shape)
@@ -51,15 +51,6 @@ def _batch_norm_train_vjp(g, out, x, gamma, beta, eps=1e-5, ctx=None):
     dx -= x_hat * dgamma.reshape(shape)
     dx *= scale
     return dx, dgamma, dbeta
-
-
-def _batch_mean(x, axes):
-    """The mean over `axes`, kept as axes of size 1; over the batch axis of an (N, C) float
-    array as BLAS's matrix-vector product (engine.ops.sum_leading)."""
-    if x.ndim == 2 and x.dtype.kind == "f":
-        total = sum_leading(x, 1).reshape(1, -1)
-        return np.true_divide(total, x.shape[0], out=total)
-    return x.mean(axis=axes, keepdims=True)
 
 
 def _stat_axes(x):

@@ -189,3 +189,24 @@ def product_sum_leading(a, b, count):
             a.shape[count:]
         )
     return (a * b).sum(axis=tuple(range(count)))
+
+
+def reduce_sum(x, axis, keepdims):
+    """A float array's sum over `axis` (a sorted tuple, or None); over leading axes (a batch)
+    as BLAS's matrix-vector product (`sum_leading`), otherwise numpy's reduction."""
+    if axis is not None and len(axis) < x.ndim and axis == tuple(range(len(axis))):
+        total = sum_leading(x, len(axis))
+        return total.reshape((1,) * len(axis) + total.shape) if keepdims else total
+    return np.add.reduce(x, axis=axis, keepdims=keepdims)
+
+
+def reduce_mean(x, axis, keepdims):
+    """ndarray.mean's arithmetic (a sum, then one division by the count) without its Python
+    wrapper, the sum as `reduce_sum` takes it; float16 and integers keep numpy's own path."""
+    if type(x) is not np.ndarray or x.dtype.kind != "f" or x.dtype.itemsize < 4:
+        return x.mean(axis=axis, keepdims=keepdims)
+    total = reduce_sum(x, axis, keepdims)
+    count = x.size if axis is None else math.prod([x.shape[a] for a in axis])
+    if type(total) is np.ndarray:
+        return np.true_divide(total, count, out=total)
+    return total.dtype.type(total / count)

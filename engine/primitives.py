@@ -14,8 +14,9 @@ from topograd.engine.ops import (
     Op,
     leading_axes,
     product_sum_leading,
+    reduce_mean,
+    reduce_sum,
     register_op,
-    sum_leading,
     unbroadcast,
 )
 
@@ -486,17 +487,8 @@ def _expand(g, x_shape, axis, keepdims):
 
 def _sum(x, axis=None, keepdims=False):
     if type(x) is np.ndarray and x.dtype.kind == "f":
-        return _reduce_sum(x, axis, keepdims)
+        return reduce_sum(x, axis, keepdims)
     return x.sum(axis=axis, keepdims=keepdims)
-
-
-def _reduce_sum(x, axis, keepdims):
-    """A float array's sum over `axis`; over leading axes (a batch) as BLAS's matrix-vector
-    product (engine.ops.sum_leading), otherwise numpy's reduction."""
-    if axis is not None and len(axis) < x.ndim and axis == tuple(range(len(axis))):
-        total = sum_leading(x, len(axis))
-        return total.reshape((1,) * len(axis) + total.shape) if keepdims else total
-    return np.add.reduce(x, axis=axis, keepdims=keepdims)
 
 
 def _sum_vjp(g, out, x, axis=None, keepdims=False):
@@ -504,15 +496,7 @@ def _sum_vjp(g, out, x, axis=None, keepdims=False):
 
 
 def _mean(x, axis=None, keepdims=False):
-    # ndarray.mean's own arithmetic (a sum, then one division by the count) without the
-    # Python wrapper around it; float16 and integer inputs keep numpy's own path
-    if type(x) is not np.ndarray or x.dtype.kind != "f" or x.dtype.itemsize < 4:
-        return x.mean(axis=axis, keepdims=keepdims)
-    total = _reduce_sum(x, axis, keepdims)
-    count = x.size if axis is None else math.prod([x.shape[a] for a in axis])
-    if type(total) is np.ndarray:
-        return np.true_divide(total, count, out=total)
-    return total.dtype.type(total / count)
+    return reduce_mean(x, axis, keepdims)
 
 
 def _mean_vjp(g, out, x, axis=None, keepdims=False):

@@ -6,8 +6,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
-from topograd.engine.capture import _local as replay_local
-from topograd.engine.capture import note_module
+from topograd.engine.capture import note_module, thread_state
 from topograd.engine.modes import current_layer, reset_layer, set_layer
 from topograd.engine.tensor import Tensor, _as_value
 
@@ -85,7 +84,7 @@ class Module:
             path = local if parent is None else f"{parent.path}.{local}"
             tag = self._tags[parent] = LayerTag(path, type(self).__name__)
         token = set_layer(tag)
-        if replay_local.__dict__:  # a capture is running: replays check the training flags
+        if thread_state.__dict__:  # a capture is running: replays check the training flags
             note_module(self)
         try:
             return self.forward(*args, **kwargs)
