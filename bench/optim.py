@@ -13,9 +13,10 @@ Four implementations are timed:
 - torch: `torch.optim.Adam` on a float64 tensor (on the CPU torch takes its single-tensor path,
   the code topograd's rules mirror).
 
-Steps are interleaved (one step of each in turn, the order rotating every repetition) so that
-machine noise hits all alike; the table reports medians and ratios from the same run. Garbage
-left by setup is frozen out of the collector, which stays on during steps.
+Steps are interleaved (one step of each in turn, in bench/interleave.py's balanced order) so
+that machine noise and what the previous step left in the caches hit all alike; the table
+reports medians and ratios from the same run. Garbage left by setup is frozen out of the
+collector, which stays on during steps.
 
 Threads: one OpenMP/BLAS thread per library unless OMP_NUM_THREADS, OPENBLAS_NUM_THREADS or
 MKL_NUM_THREADS are set. numpy's elementwise operations run on one core whatever the setting;
@@ -54,6 +55,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.interleave import order_for
 from topograd.nn import Parameter
 from topograd.optim import Adam
 
@@ -182,10 +184,8 @@ CLOCKS = {"wall": time.perf_counter, "cpu": time.thread_time}
 def time_interleaved(impls, reps, warmup, clock=time.perf_counter):
     """Median seconds per step of each implementation, one step of each in turn."""
     times = [[] for _ in impls]
-    order = list(range(len(impls)))
     for k in range(warmup + reps):
-        rotation = order[k % len(order) :] + order[: k % len(order)]
-        for i in rotation:
+        for i in order_for(k, len(impls)):
             start = clock()
             impls[i].step()
             elapsed = clock() - start

@@ -17,8 +17,10 @@ dropout 0.5. Four implementations are timed:
   `topograd run` train with.
 
 All four start from the same weights; topograd and numpy also draw the same dropout masks.
-Steps are interleaved (one step of each in turn, the order rotating every repetition) so that
-machine noise hits all alike, and the table reports medians and ratios from the same run.
+Steps are interleaved (one step of each in turn) so that machine noise hits all alike, in a
+balanced order (bench/interleave.py: every implementation runs right after every other equally
+often, since a step after torch's is slower), and the table reports medians and ratios from the
+same run.
 Garbage left by setup is frozen out of the collector, which stays on during steps.
 
 Threads: one BLAS/OpenMP thread for numpy and for torch, unless OPENBLAS_NUM_THREADS,
@@ -82,6 +84,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from topograd.dsl.allocator import keep_freed_memory
 
 import topograd as tg
+from bench.interleave import order_for
 from bench.workloads import batch_norm_backward, batch_norm_train
 from topograd import functional as F
 from topograd import nn, optim
@@ -367,10 +370,8 @@ CLOCKS = {"wall": time.perf_counter, "cpu": time.thread_time}
 def time_interleaved(impls, x, labels, reps, warmup, clock=time.perf_counter):
     """Seconds of every timed step of each implementation, one step of each in turn."""
     times = [[] for _ in impls]
-    order = list(range(len(impls)))
     for k in range(warmup + reps):
-        rotation = order[k % len(order) :] + order[: k % len(order)]
-        for i in rotation:
+        for i in order_for(k, len(impls)):
             start = clock()
             impls[i].step(x, labels, LR)
             elapsed = clock() - start
