@@ -13,10 +13,10 @@ Four implementations are timed:
 - torch: `torch.optim.Adam` on a float64 tensor (on the CPU torch takes its single-tensor path,
   the code topograd's rules mirror).
 
-Steps are interleaved (one step of each in turn, in bench/interleave.py's balanced order) so
-that machine noise and what the previous step left in the caches hit all alike; the table
-reports medians and ratios from the same run. Garbage left by setup is frozen out of the
-collector, which stays on during steps.
+Steps are interleaved (one step of each in turn, in a random order each round, see
+bench/interleave.py) so that machine noise and what the previous step left in the caches hit
+all alike; the table reports medians and ratios from the same run. Garbage left by setup is
+frozen out of the collector, which stays on during steps.
 
 Threads: one OpenMP/BLAS thread per library unless OMP_NUM_THREADS, OPENBLAS_NUM_THREADS or
 MKL_NUM_THREADS are set. numpy's elementwise operations run on one core whatever the setting;
@@ -55,7 +55,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.interleave import order_for
+from bench.interleave import orders
 from topograd.nn import Parameter
 from topograd.optim import Adam
 
@@ -182,10 +182,11 @@ CLOCKS = {"wall": time.perf_counter, "cpu": time.thread_time}
 
 
 def time_interleaved(impls, reps, warmup, clock=time.perf_counter):
-    """Median seconds per step of each implementation, one step of each in turn."""
+    """Median seconds per step of each implementation, one step of each in turn, in a
+    random order each round (bench/interleave.py)."""
     times = [[] for _ in impls]
-    for k in range(warmup + reps):
-        for i in order_for(k, len(impls)):
+    for k, order in enumerate(orders(len(impls), warmup + reps)):
+        for i in order:
             start = clock()
             impls[i].step()
             elapsed = clock() - start

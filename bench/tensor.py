@@ -17,11 +17,10 @@ dropout 0.5. Four implementations are timed:
   `topograd run` train with.
 
 All four start from the same weights; topograd and numpy also draw the same dropout masks.
-Steps are interleaved (one step of each in turn) so that machine noise hits all alike, in a
-balanced order (bench/interleave.py: every implementation runs right after every other equally
-often, since a step after torch's is slower), and the table reports medians and ratios from the
-same run.
-Garbage left by setup is frozen out of the collector, which stays on during steps.
+Steps are interleaved (one step of each in turn, in a random order each round: a step right
+after torch's is slower, see bench/interleave.py) so that machine noise hits all alike, and
+the table reports medians and ratios from the same run. Garbage left by setup is frozen out
+of the collector, which stays on during steps.
 
 Threads: one BLAS/OpenMP thread for numpy and for torch, unless OPENBLAS_NUM_THREADS,
 OMP_NUM_THREADS or MKL_NUM_THREADS are set. On the 2-core machine each library's default pool
@@ -84,7 +83,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from topograd.dsl.allocator import keep_freed_memory
 
 import topograd as tg
-from bench.interleave import order_for
+from bench.interleave import orders
 from bench.workloads import batch_norm_backward, batch_norm_train
 from topograd import functional as F
 from topograd import nn, optim
@@ -368,10 +367,11 @@ CLOCKS = {"wall": time.perf_counter, "cpu": time.thread_time}
 
 
 def time_interleaved(impls, x, labels, reps, warmup, clock=time.perf_counter):
-    """Seconds of every timed step of each implementation, one step of each in turn."""
+    """Seconds of every timed step of each implementation, one step of each in turn, in a
+    random order each round (bench/interleave.py)."""
     times = [[] for _ in impls]
-    for k in range(warmup + reps):
-        for i in order_for(k, len(impls)):
+    for k, order in enumerate(orders(len(impls), warmup + reps)):
+        for i in order:
             start = clock()
             impls[i].step(x, labels, LR)
             elapsed = clock() - start

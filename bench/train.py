@@ -23,7 +23,7 @@ the two compute the same training: before timing, the script runs one epoch of e
 dropout and compares the per-step losses (they agree to about 1e-13; the script exits with
 status 1 beyond 1e-9).
 
-Runs are interleaved (one run of each in turn, in bench/interleave.py's balanced order), medians
+Runs are interleaved (one run of each in turn, the order rotating every repetition), medians
 of `--reps` runs are reported, and the garbage left by setup is frozen out of the collector.
 "paired" is the median (and range) of each repetition's ratio to that repetition's numpy run:
 on a shared host whose speed drifts over minutes it is steadier than the ratio of medians,
@@ -58,7 +58,6 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.interleave import order_for
 from bench.workloads import batch_norm_backward, batch_norm_train
 from topograd import manual_seed
 from topograd.optim import Adam
@@ -239,8 +238,10 @@ def time_interleaved(splits, epochs, reps, clock=time.perf_counter):
     """Median seconds of each implementation's whole run, and each one's last test accuracy."""
     times = [[] for _ in IMPLEMENTATIONS]
     accuracies = [None] * len(IMPLEMENTATIONS)
+    order = list(range(len(IMPLEMENTATIONS)))
     for k in range(reps):
-        for i in order_for(k, len(IMPLEMENTATIONS)):
+        rotation = order[k % len(order) :] + order[: k % len(order)]
+        for i in rotation:
             gc.collect()
             gc.freeze()
             start = clock()

@@ -4,9 +4,10 @@ An eager step spends most of its time at small batches on bookkeeping, not arith
 creating a node per op, counting users, claiming nodes for the backward pass. A step whose
 graph has the same shape every time (the usual training loop) can skip it: `replay(loss_fn)`
 runs `loss_fn` eagerly once, keeps the graph's structure as a flat program (which op reads
-which slots, the order backward visited the nodes in), and from then on runs the ops' own
-forward and VJP functions over plain arrays in that order. The arithmetic is the same
-function calls in the same order, so the results are bit for bit the eager ones.
+which slots, the order backward visited the nodes in), writes that program out as one Python
+function (engine/replay_code.py), and from then on runs the ops' own forward and VJP functions
+over plain arrays in that order. The arithmetic is the same function calls in the same order,
+so the results are bit for bit the eager ones.
 
 Replaying cannot see Python that ran beside the graph, so what the engine computes outside
 it registers here while a capture is running: dropout draws a fresh mask (`note_draw`),
@@ -25,18 +26,26 @@ from __future__ import annotations
 import gc
 import threading
 import warnings
-from sys import getrefcount
 
 import numpy as np
 from topograd.engine.executor import (
     RELEASE_BYTES,
-    Released,
     iter_backward,
     store_grad,
     topological_order,
 )
 from topograd.engine.modes import current_modes
-from topograd.engine.ops import unbroadcast
+from topograd.engine.replay_code import (
+    BINARY,
+    DERIVED,
+    DRAW,
+    FRESH,
+    INPUT,
+    LEAF,
+    OP,
+    _fill,
+    compile_program,
+)
 from topograd.engine.tensor import Tensor, _as_value, unit_gradient
 
 MAX_PROGRAMS = 8  # input signatures kept per function (a last short batch is a second one)
@@ -127,7 +136,6 @@ def note_unreplayable(reason: str, expected: bool = False) -> None:
 
 
 # --- the program -----------------------------------------------------------------------------
-LEAF, INPUT, DRAW, FRESH, DERIVED, OP, BINARY = range(7)
 
 
 class Program:
@@ -253,7 +261,8 @@ class Program:
 
     # --- running ---------------------------------------------------------------------------
     def _compile(self) -> None:
-        """Per step, a tuple with just what running it takes (no per-call decisions)."""
+        """Per step, a tuple with just what running it takes (no per-call decisions), then
+        the whole step written out as one function (engine/replay_code.py)."""
         floats = self.floats
         self.forward_plan = []
         for position, step in enumerate(self.steps):
@@ -300,146 +309,20 @@ class Program:
                     overwrites,
                 )
             )
-
-    def forward(self, arguments):
-        """Every slot's value (those still needed) and saved contexts, effects applied."""
-        values = [None] * self.size
-        contexts = {}
-        for step in self.forward_plan:
-            kind = step[0]
-            if kind == BINARY:
-                _, position, forward, a, b = step
-                values[position] = forward(values[a], values[b])
-            elif kind == OP:
-                _, position, forward, sources, attrs, substituted, saves, convert, releases = step
-                if substituted:
-                    attrs = _fill(attrs, substituted, arguments)
-                args = [values[s] for s in sources]
-                if convert:
-                    args = [np.float64(a) if type(a) is float else a for a in args]
-                if saves:
-                    values[position], contexts[position] = forward(*args, **attrs)
-                else:
-                    values[position] = forward(*args, **attrs)
-                for source in releases:
-                    values[source] = Released(values[source])  # VJPs read only its shape
-            elif kind == LEAF:
-                values[step[1]] = step[2]._data
-            elif kind == INPUT:
-                values[step[1]] = arguments[step[2]]
-            elif kind == DRAW:
-                generator, make = step[2]
-                values[step[1]] = make(generator())
-            elif kind == DERIVED:
-                make, source = step[2]
-                values[step[1]] = make(arguments[source])
-            else:
-                values[step[1]] = step[2]()
-        for apply, sources, _ in self.effects:
-            apply(*[values[s] if part == "value" else contexts[s] for s, part in sources])
-        return values, contexts
-
-    def backward(self, values, contexts, arguments, grad_tensors, store=store_grad):
-        """Propagate from the root in the order the eager pass took; leaves' gradients go to
-        `store(tensor, g)`. Each slot's value is dropped once its VJP has run."""
-        grads = [None] * self.size
-        grads[self.root] = unit_gradient(values[self.root])
-        for (
-            position,
-            vjp,
-            sources,
-            static,
-            substituted,
-            saves,
-            convert,
-            targets,
-            overwrites,
-        ) in self.backward_plan:
-            g = grads[position]
-            if g is None:
-                continue
-            grads[position] = None
-            if vjp is None:  # a leaf
-                tensor = grad_tensors.get(position)
-                if tensor is not None:
-                    store(tensor, g)
-                continue
-            if substituted:
-                static = _fill(static, substituted, arguments)
-            out = values[position]
-            if overwrites and not (
-                type(g) is np.ndarray
-                and g.nbytes >= RELEASE_BYTES
-                and getrefcount(g) == 2  # this local and the call: g is the pass's alone
-                and g.base is None
-                and g.flags.writeable
-            ):
-                overwrites = False  # the op may write its result into g only when it is
-            if len(sources) == 2:
-                a, b = values[sources[0]], values[sources[1]]
-                if convert:
-                    a, b, out, g = _scalars(a, b, out, g)
-                if saves:
-                    in_grads = vjp(g, out, a, b, ctx=contexts.pop(position), **static)
-                elif overwrites:
-                    in_grads = vjp(g, out, a, b, overwrite=True, **static)
-                elif static:
-                    in_grads = vjp(g, out, a, b, **static)
-                else:
-                    in_grads = vjp(g, out, a, b)
-            else:
-                args = [values[s] for s in sources]
-                if convert:
-                    args = _scalars(*args)
-                    out, g = _scalars(out, g)
-                if saves:
-                    in_grads = vjp(g, out, *args, ctx=contexts.pop(position), **static)
-                elif overwrites:
-                    in_grads = vjp(g, out, *args, overwrite=True, **static)
-                elif static:
-                    in_grads = vjp(g, out, *args, **static)
-                else:
-                    in_grads = vjp(g, out, *args)
-            values[position] = None
-            for index, source, shape, leaf in targets:
-                pg = in_grads[index]
-                if pg is None:
-                    continue
-                if type(pg) is np.ndarray:
-                    if pg.shape != shape:
-                        pg = unbroadcast(pg, shape)
-                    if leaf and pg is g:
-                        pg = pg.copy()  # a passed-through gradient may reach several leaves
-                previous = grads[source]
-                if previous is None:
-                    grads[source] = pg
-                elif (
-                    type(previous) is np.ndarray
-                    and getrefcount(previous) == 3  # the list, the local, the call
-                    and previous.base is None
-                    and previous.flags.writeable
-                    and previous.shape == np.shape(pg)
-                    and previous.dtype == np.result_type(previous, pg)
-                ):
-                    np.add(previous, pg, out=previous)  # the list holds the only reference
-                else:
-                    grads[source] = previous + pg
-            g = pg = previous = in_grads = a = b = out = None
+        self._code = compile_program(self)
 
     def run(self, arguments, input_tensors, store=store_grad):
-        """Forward and backward; returns the loss value."""
+        """Forward and backward (the compiled function, see engine/replay_code.py); returns
+        the loss value."""
         for check, position in self.checks:
             check(arguments[position])
-        values, contexts = self.forward(arguments)
-        loss = values[self.root]
         grad_tensors = self.leaves
         if any(self.input_requires):
             grad_tensors = dict(grad_tensors)
             for position, step in enumerate(self.steps):
                 if step[0] == INPUT and self.input_requires[step[1]]:
                     grad_tensors[position] = input_tensors[step[1]]
-        self.backward(values, contexts, arguments, grad_tensors, store)
-        return loss
+        return self._code(arguments, grad_tensors, store)
 
 
 def _dtype(data):
@@ -448,11 +331,6 @@ def _dtype(data):
 
 def _nbytes(data) -> int:
     return data.size * data.dtype.itemsize  # an array or a Released stand-in
-
-
-def _scalars(*values):
-    """Python floats as numpy scalars, for ops that take no floats (1/0 gives inf)."""
-    return [np.float64(v) if type(v) is float else v for v in values]
 
 
 def _substitute(attrs, arrays):
@@ -467,18 +345,6 @@ def _substitute(attrs, arrays):
         elif type(value) is np.ndarray and id(value) in arrays:
             found.append((key, None, arrays[id(value)]))
     return dict(attrs), found
-
-
-def _fill(attrs, substituted, arguments):
-    attrs = dict(attrs)
-    for key, index, position in substituted:
-        if index is None:
-            attrs[key] = arguments[position]
-        else:
-            parts = list(attrs[key])
-            parts[index] = arguments[position]
-            attrs[key] = tuple(parts)
-    return attrs
 
 
 # --- the public face -------------------------------------------------------------------------

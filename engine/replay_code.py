@@ -1,0 +1,218 @@
+"""A captured step written out as one Python function, so no loop interprets its plan.
+
+`capture.Program` keeps a step as data: per slot, the op, the slots it reads and its
+attributes, and the order backward visited the slots in. Walking that data every step costs a
+tuple to unpack, list slots to index and a few branches per op. This module writes the same
+calls out as straight-line source, once per program, with every value, saved context and
+gradient in a local variable, and compiles it. It calls the same forward and VJP functions in
+the same order on the same arrays and makes the same decisions (which gradient may be
+overwritten or added to in place, which is summed back to its input's shape), so a replay is
+the eager step to the last bit; the second call's check compares them.
+"""
+
+from __future__ import annotations
+
+from sys import getrefcount
+
+import numpy as np
+from topograd.engine.executor import RELEASE_BYTES, Released
+from topograd.engine.ops import unbroadcast
+from topograd.engine.tensor import unit_gradient
+
+# How a slot gets its value: a leaf's data, an input, a fresh random draw, a constant computed
+# from an input, a buffer read again, an op (BINARY: an op of two inputs and nothing else).
+LEAF, INPUT, DRAW, FRESH, DERIVED, OP, BINARY = range(7)
+
+
+def compile_program(program):
+    """`run(arguments, grad_tensors, store) -> loss` for a Program whose plans are made
+    (`forward_plan`, `backward_plan`, see capture.Program._compile)."""
+    source = _Writer()
+    source.line("def run(arguments, grad_tensors, store):")
+    source.indent = 1
+    _forward(program, source)
+    source.line(f"loss = v{program.root}")
+    _backward(program, source)
+    source.line("return loss")
+    namespace = dict(source.names)
+    code = compile("\n".join(source.lines), f"<replayed step of {program.size} slots>", "exec")
+    exec(code, namespace)  # our own source, written above from the plan (no user text)
+    return namespace["run"]
+
+
+class _Writer:
+    """Source lines and the objects they refer to by name."""
+
+    def __init__(self):
+        self.lines = []
+        self.indent = 0
+        self.names = {
+            "np": np,
+            "Released": Released,
+            "unbroadcast": unbroadcast,
+            "unit_gradient": unit_gradient,
+            "getrefcount": getrefcount,
+            "RELEASE_BYTES": RELEASE_BYTES,
+            "_f64": _f64,
+            "_scalars": _scalars,
+            "_add_into": _add_into,
+            "_fill": _fill,
+        }
+
+    def line(self, text: str) -> None:
+        self.lines.append("    " * self.indent + text)
+
+    def name(self, prefix: str, position: int, value) -> str:
+        """A global of the generated function bound to `value`."""
+        label = f"{prefix}{position}"
+        self.names[label] = value
+        return label
+
+
+def _forward(program, code):
+    for step in program.forward_plan:
+        kind, position = step[0], step[1]
+        if kind == BINARY:
+            _, _, forward, a, b = step
+            code.line(f"v{position} = {code.name('F', position, forward)}(v{a}, v{b})")
+        elif kind == OP:
+            _, _, forward, sources, attrs, substituted, saves, convert, releases = step
+            wrap = "_f64({})" if convert else "{}"
+            arguments = [wrap.format(f"v{s}") for s in sources]
+            if substituted:
+                arguments.append(
+                    f"**_fill({code.name('A', position, attrs)}, "
+                    f"{code.name('U', position, substituted)}, arguments)"
+                )
+            elif attrs:
+                arguments.append(f"**{code.name('A', position, attrs)}")
+            call = f"{code.name('F', position, forward)}({', '.join(arguments)})"
+            target = f"v{position}, c{position}" if saves else f"v{position}"
+            code.line(f"{target} = {call}")
+            for source in releases:
+                code.line(f"v{source} = Released(v{source})  # only its shape is read later")
+        elif kind == LEAF:
+            code.line(f"v{position} = {code.name('L', position, step[2])}._data")
+        elif kind == INPUT:
+            code.line(f"v{position} = arguments[{step[2]}]")
+        elif kind == DRAW:
+            generator, make = step[2]
+            code.line(
+                f"v{position} = {code.name('M', position, make)}"
+                f"({code.name('G', position, generator)}())"
+            )
+        elif kind == DERIVED:
+            make, source = step[2]
+            code.line(f"v{position} = {code.name('M', position, make)}(arguments[{source}])")
+        elif kind == FRESH:
+            code.line(f"v{position} = {code.name('R', position, step[2])}()")
+        else:
+            raise AssertionError(f"unknown step kind {kind}")
+    for number, (apply, sources, _) in enumerate(program.effects):
+        parts = [f"v{s}" if part == "value" else f"c{s}" for s, part in sources]
+        code.line(f"{code.name('E', number, apply)}({', '.join(parts)})")
+
+
+def _backward(program, code):
+    targets_of = {source for entry in program.backward_plan for _, source, _, _ in entry[7]}
+    for position in sorted(targets_of - {program.root}):
+        code.line(f"g{position} = None")
+    code.line(f"g{program.root} = unit_gradient(v{program.root})")
+    for entry in program.backward_plan:
+        position, vjp, sources, static, substituted, saves, convert, targets, overwrites = entry
+        code.line(f"if g{position} is not None:")
+        code.indent += 1
+        if vjp is None:  # a leaf (a parameter or an input that wants its gradient)
+            code.line(f"tensor = grad_tensors.get({position})")
+            code.line("if tensor is not None:")
+            code.line(f"    store(tensor, g{position})")
+            code.line(f"g{position} = None")
+            code.indent -= 1
+            continue
+        code.line(f"g = g{position}")
+        code.line(f"g{position} = None")
+        keywords = []
+        if substituted:
+            code.line(
+                f"static = _fill({code.name('S', position, static)}, "
+                f"{code.name('U', position, substituted)}, arguments)"
+            )
+            keywords.append("**static")
+        elif static:
+            keywords.append(f"**{code.name('S', position, static)}")
+        code.line(f"out = v{position}")
+        inputs = [f"v{s}" for s in sources]
+        if convert:
+            names = [f"a{index}" for index in range(len(sources))]
+            code.line(f"{', '.join(names)}, out, g = _scalars({', '.join(inputs)}, out, g)")
+            inputs = names
+        call = f"{code.name('V', position, vjp)}(g, out, {', '.join(inputs)}"
+        if saves:
+            code.line(f"grads = {call}, ctx=c{position}{_more(keywords)})")
+            code.line(f"c{position} = None")
+        elif overwrites:
+            # the op may write its result into g only when g is this pass's alone
+            code.line(
+                "if (type(g) is np.ndarray and g.nbytes >= RELEASE_BYTES "
+                "and getrefcount(g) == 2 and g.base is None and g.flags.writeable):"
+            )
+            code.line(f"    grads = {call}, overwrite=True{_more(keywords)})")
+            code.line("else:")
+            code.line(f"    grads = {call}{_more(keywords)})")
+        else:
+            code.line(f"grads = {call}{_more(keywords)})")
+        code.line(f"v{position} = None")
+        for index, source, shape, leaf in targets:
+            code.line(f"pg = grads[{index}]")
+            code.line("if pg is not None:")
+            code.line("    if type(pg) is np.ndarray:")
+            code.line(f"        if pg.shape != {shape!r}:")
+            code.line(f"            pg = unbroadcast(pg, {shape!r})")
+            if leaf:  # a passed-through gradient may reach several leaves
+                code.line("        if pg is g:")
+                code.line("            pg = pg.copy()")
+            code.line(f"    g{source} = pg if g{source} is None else _add_into(g{source}, pg)")
+        code.line("g = pg = grads = out = None")
+        code.indent -= 1
+
+
+def _more(keywords) -> str:
+    return "".join(f", {k}" for k in keywords)
+
+
+def _f64(value):
+    """A Python float as a numpy scalar, for ops that take no floats (1/0 gives inf)."""
+    return np.float64(value) if type(value) is float else value
+
+
+def _scalars(*values):
+    return [np.float64(v) if type(v) is float else v for v in values]
+
+
+def _add_into(previous, pg):
+    """previous + pg, written into `previous` when nothing else holds it (the caller's
+    variable, this argument and getrefcount's: 3) and the sum keeps its shape and dtype."""
+    if (
+        type(previous) is np.ndarray
+        and getrefcount(previous) == 3
+        and previous.base is None
+        and previous.flags.writeable
+        and previous.shape == np.shape(pg)
+        and previous.dtype == np.result_type(previous, pg)
+    ):
+        return np.add(previous, pg, out=previous)
+    return previous + pg
+
+
+def _fill(attrs, substituted, arguments):
+    """Attributes with the inputs' arrays put back where `capture` marked them (labels
+    picked by index): `substituted` is [(key, index in a tuple or None, input position)]."""
+    attrs = dict(attrs)
+    for key, index, position in substituted:
+        if index is None:
+            attrs[key] = arguments[position]
+        else:
+            parts = list(attrs[key])
+            parts[index] = arguments[position]
+            attrs[key] = tuple(parts)
+    return attrs
