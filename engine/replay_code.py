@@ -55,7 +55,9 @@ class _Writer:
             "RELEASE_BYTES": RELEASE_BYTES,
             "_f64": _f64,
             "_scalars": _scalars,
-            "_add_into": _add_into,
+            "_leaf": _leaf,
+            "_gather": _gather,
+            "_gather_leaf": _gather_leaf,
             "_fill": _fill,
         }
 
@@ -120,15 +122,11 @@ def _backward(program, code):
     code.line(f"g{program.root} = unit_gradient(v{program.root})")
     for entry in program.backward_plan:
         position, vjp, sources, static, substituted, saves, convert, targets, overwrites = entry
+        if vjp is None:  # a leaf (a parameter or an input that wants its gradient)
+            code.line(f"g{position} = _leaf(grad_tensors, {position}, g{position}, store)")
+            continue
         code.line(f"if g{position} is not None:")
         code.indent += 1
-        if vjp is None:  # a leaf (a parameter or an input that wants its gradient)
-            code.line(f"tensor = grad_tensors.get({position})")
-            code.line("if tensor is not None:")
-            code.line(f"    store(tensor, g{position})")
-            code.line(f"g{position} = None")
-            code.indent -= 1
-            continue
         code.line(f"g = g{position}")
         code.line(f"g{position} = None")
         keywords = []
@@ -140,13 +138,13 @@ def _backward(program, code):
             keywords.append("**static")
         elif static:
             keywords.append(f"**{code.name('S', position, static)}")
-        code.line(f"out = v{position}")
         inputs = [f"v{s}" for s in sources]
+        out = f"v{position}"
         if convert:
             names = [f"a{index}" for index in range(len(sources))]
-            code.line(f"{', '.join(names)}, out, g = _scalars({', '.join(inputs)}, out, g)")
-            inputs = names
-        call = f"{code.name('V', position, vjp)}(g, out, {', '.join(inputs)}"
+            code.line(f"{', '.join(names)}, out, g = _scalars({', '.join(inputs)}, {out}, g)")
+            inputs, out = names, "out"
+        call = f"{code.name('V', position, vjp)}(g, {out}, {', '.join(inputs)}"
         if saves:
             code.line(f"grads = {call}, ctx=c{position}{_more(keywords)})")
             code.line(f"c{position} = None")
@@ -163,16 +161,11 @@ def _backward(program, code):
             code.line(f"grads = {call}{_more(keywords)})")
         code.line(f"v{position} = None")
         for index, source, shape, leaf in targets:
-            code.line(f"pg = grads[{index}]")
-            code.line("if pg is not None:")
-            code.line("    if type(pg) is np.ndarray:")
-            code.line(f"        if pg.shape != {shape!r}:")
-            code.line(f"            pg = unbroadcast(pg, {shape!r})")
-            if leaf:  # a passed-through gradient may reach several leaves
-                code.line("        if pg is g:")
-                code.line("            pg = pg.copy()")
-            code.line(f"    g{source} = pg if g{source} is None else _add_into(g{source}, pg)")
-        code.line("g = pg = grads = out = None")
+            if leaf:  # a passed-through gradient may reach several leaves: copied
+                code.line(f"g{source} = _gather_leaf(g{source}, grads[{index}], {shape!r}, g)")
+            else:
+                code.line(f"g{source} = _gather(g{source}, grads[{index}], {shape!r})")
+        code.line("g = grads = out = None" if convert else "g = grads = None")
         code.indent -= 1
 
 
@@ -189,19 +182,46 @@ def _scalars(*values):
     return [np.float64(v) if type(v) is float else v for v in values]
 
 
-def _add_into(previous, pg):
-    """previous + pg, written into `previous` when nothing else holds it (the caller's
-    variable, this argument and getrefcount's: 3) and the sum keeps its shape and dtype."""
+def _leaf(grad_tensors, position, g, store):
+    """Hand a leaf's gradient to `store` when the step collects it; the slot is then empty."""
+    if g is not None:
+        tensor = grad_tensors.get(position)
+        if tensor is not None:
+            store(tensor, g)
+
+
+def _gather(previous, pg, shape):
+    """An input's gradient so far plus what one more VJP gave it (`pg`, None for nothing),
+    summed back to the input's `shape` where it was broadcast."""
+    if pg is None:
+        return previous
+    if type(pg) is np.ndarray and pg.shape != shape:
+        pg = unbroadcast(pg, shape)
+    if previous is None:
+        return pg
     if (
         type(previous) is np.ndarray
-        and getrefcount(previous) == 3
+        and getrefcount(previous) == 3  # the caller's variable, this argument, the call
         and previous.base is None
         and previous.flags.writeable
         and previous.shape == np.shape(pg)
         and previous.dtype == np.result_type(previous, pg)
     ):
-        return np.add(previous, pg, out=previous)
+        return np.add(previous, pg, out=previous)  # nothing else holds it: summed in place
     return previous + pg
+
+
+def _gather_leaf(previous, pg, shape, g):
+    """`_gather` for a leaf, whose gradient must not be the VJP's own input gradient `g`
+    passed through (it may reach several leaves, and `.grad` is modified in place)."""
+    if pg is None:
+        return previous
+    if type(pg) is np.ndarray:
+        if pg.shape != shape:
+            pg = unbroadcast(pg, shape)
+        if pg is g:
+            pg = pg.copy()
+    return pg if previous is None else previous + pg  # a shared weight's next gradient
 
 
 def _fill(attrs, substituted, arguments):
