@@ -122,8 +122,9 @@ def make_batch(size, seed=DATA_SEED):
 
 
 class Topograd:
-    """The network as engine layers; the update loop is what an SGD optimizer would run.
-    With `replayed`, forward and backward go through `tg.replay` (engine/capture.py)."""
+    """The network as engine layers, updated by the engine's own `optim.SGD` (or `optim.Adam`),
+    which write the step into scratch arrays (no weight-sized temporary, as torch's in-place
+    update). With `replayed`, forward and backward go through `tg.replay` (engine/capture.py)."""
 
     def __init__(self, weights, p, optimizer, fused, replayed=False):
         linears, norms = weights
@@ -142,6 +143,7 @@ class Topograd:
         self.adam = None
         if optimizer == "adam":
             self.adam = optim.Adam(self.params, lr=ADAM_LR, betas=(BETA1, BETA2), eps=ADAM_EPS)
+        self.sgd = optim.SGD(self.params, lr=LR)
         self.replayed = tg.replay(self.loss) if replayed else None
 
     def loss(self, x, labels):
@@ -158,9 +160,8 @@ class Topograd:
         if self.adam is not None:
             self.adam.step()
         else:
-            for p in self.params:
-                weight = p.data
-                weight -= lr * p.grad
+            self.sgd.param_groups[0]["lr"] = lr
+            self.sgd.step()  # p -= lr * grad, the product written into a scratch array
         return loss.item()
 
     def first_weight_grad(self):
