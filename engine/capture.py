@@ -36,7 +36,6 @@ from topograd.engine.executor import (
 )
 from topograd.engine.modes import current_modes
 from topograd.engine.replay_code import (
-    BINARY,
     DERIVED,
     DRAW,
     FRESH,
@@ -261,29 +260,26 @@ class Program:
 
     # --- running ---------------------------------------------------------------------------
     def _compile(self) -> None:
-        """Per step, a tuple with just what running it takes (no per-call decisions), then
-        the whole step written out as one function (engine/replay_code.py)."""
+        """Per step, a tuple with just what running it takes (no per-call decisions), written
+        out as one function (engine/replay_code.py)."""
         floats = self.floats
-        self.forward_plan = []
+        forward_plan = []
         for position, step in enumerate(self.steps):
             kind = step[0]
             if kind != OP:
-                self.forward_plan.append((kind, position, step[1]))
+                forward_plan.append((kind, position, step[1]))
                 continue
             _, op, sources, attrs, substituted, _ = step
             convert = not op.floats_ok and any(floats[s] for s in sources)
             releases = self.release_after[position]
-            if len(sources) == 2 and not (attrs or op.saves or convert or releases):
-                self.forward_plan.append((BINARY, position, op.forward, *sources))
-                continue
-            self.forward_plan.append(
+            forward_plan.append(
                 (OP, position, op.forward, sources, attrs, substituted, op.saves, convert, releases)
             )
-        self.backward_plan = []
+        backward_plan = []
         for position in self.order:
             step = self.steps[position]
             if step[0] != OP:
-                self.backward_plan.append((position, None, (), None, (), False, False, (), False))
+                backward_plan.append((position, None, (), None, (), False, False, (), False))
                 continue
             _, op, sources, attrs, substituted, needs = step
             static = dict(attrs)
@@ -296,7 +292,7 @@ class Program:
                 if self.needs_grad[source]
             )
             overwrites = op.overwrites and not op.saves
-            self.backward_plan.append(
+            backward_plan.append(
                 (
                     position,
                     op.vjp,
@@ -309,7 +305,7 @@ class Program:
                     overwrites,
                 )
             )
-        self._code = compile_program(self)
+        self._code = compile_program(self, forward_plan, backward_plan)
 
     def run(self, arguments, input_tensors, store=store_grad):
         """Forward and backward (the compiled function, see engine/replay_code.py); returns

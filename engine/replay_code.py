@@ -19,20 +19,20 @@ from topograd.engine.executor import RELEASE_BYTES, Released
 from topograd.engine.ops import unbroadcast
 from topograd.engine.tensor import unit_gradient
 
-# How a slot gets its value: a leaf's data, an input, a fresh random draw, a constant computed
-# from an input, a buffer read again, an op (BINARY: an op of two inputs and nothing else).
-LEAF, INPUT, DRAW, FRESH, DERIVED, OP, BINARY = range(7)
+# How a slot gets its value: a leaf's data, an input, a fresh random draw, a buffer read
+# again, a constant computed from an input, an op.
+LEAF, INPUT, DRAW, FRESH, DERIVED, OP = range(6)
 
 
-def compile_program(program):
-    """`run(arguments, grad_tensors, store) -> loss` for a Program whose plans are made
-    (`forward_plan`, `backward_plan`, see capture.Program._compile)."""
+def compile_program(program, forward_plan, backward_plan):
+    """`run(arguments, grad_tensors, store) -> loss` for a Program, from its plans (a tuple
+    per step with what running it takes, see capture.Program._compile)."""
     source = _Writer()
     source.line("def run(arguments, grad_tensors, store):")
     source.indent = 1
-    _forward(program, source)
+    _forward(program, forward_plan, source)
     source.line(f"loss = v{program.root}")
-    _backward(program, source)
+    _backward(program, backward_plan, source)
     source.line("return loss")
     namespace = dict(source.names)
     code = compile("\n".join(source.lines), f"<replayed step of {program.size} slots>", "exec")
@@ -71,13 +71,10 @@ class _Writer:
         return label
 
 
-def _forward(program, code):
-    for step in program.forward_plan:
+def _forward(program, plan, code):
+    for step in plan:
         kind, position = step[0], step[1]
-        if kind == BINARY:
-            _, _, forward, a, b = step
-            code.line(f"v{position} = {code.name('F', position, forward)}(v{a}, v{b})")
-        elif kind == OP:
+        if kind == OP:
             _, _, forward, sources, attrs, substituted, saves, convert, releases = step
             wrap = "_f64({})" if convert else "{}"
             arguments = [wrap.format(f"v{s}") for s in sources]
@@ -115,12 +112,12 @@ def _forward(program, code):
         code.line(f"{code.name('E', number, apply)}({', '.join(parts)})")
 
 
-def _backward(program, code):
-    targets_of = {source for entry in program.backward_plan for _, source, _, _ in entry[7]}
+def _backward(program, plan, code):
+    targets_of = {source for entry in plan for _, source, _, _ in entry[7]}
     for position in sorted(targets_of - {program.root}):
         code.line(f"g{position} = None")
     code.line(f"g{program.root} = unit_gradient(v{program.root})")
-    for entry in program.backward_plan:
+    for entry in plan:
         position, vjp, sources, static, substituted, saves, convert, targets, overwrites = entry
         if vjp is None:  # a leaf (a parameter or an input that wants its gradient)
             code.line(f"g{position} = _leaf(grad_tensors, {position}, g{position}, store)")
@@ -179,7 +176,7 @@ def _f64(value):
 
 
 def _scalars(*values):
-    return [np.float64(v) if type(v) is float else v for v in values]
+    return [_f64(v) for v in values]
 
 
 def _leaf(grad_tensors, position, g, store):
