@@ -18,6 +18,7 @@ favour no position and no neighbour at any distance: the two copies came within 
 from __future__ import annotations
 
 import random
+import time
 
 
 def orders(count: int, rounds: int, seed: int = 0):
@@ -29,3 +30,17 @@ def orders(count: int, rounds: int, seed: int = 0):
         order = list(range(count))
         draw.shuffle(order)
         yield order
+
+
+def time_interleaved(steps, reps, warmup, clock=time.perf_counter, seed: int = 0):
+    """Seconds of every timed call of each of `steps` (callables taking no argument): one call
+    of each in turn, in a random order each round; the first `warmup` rounds are not kept."""
+    times = [[] for _ in steps]
+    for k, order in enumerate(orders(len(steps), warmup + reps, seed)):
+        for i in order:
+            start = clock()
+            steps[i]()
+            elapsed = clock() - start
+            if k >= warmup:
+                times[i].append(elapsed)
+    return times

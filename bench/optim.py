@@ -55,7 +55,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.interleave import orders
+from bench.interleave import time_interleaved
 from topograd.nn import Parameter
 from topograd.optim import Adam
 
@@ -181,20 +181,6 @@ def cross_check():
 CLOCKS = {"wall": time.perf_counter, "cpu": time.thread_time}
 
 
-def time_interleaved(impls, reps, warmup, clock=time.perf_counter):
-    """Median seconds per step of each implementation, one step of each in turn, in a
-    random order each round (bench/interleave.py)."""
-    times = [[] for _ in impls]
-    for k, order in enumerate(orders(len(impls), warmup + reps)):
-        for i in order:
-            start = clock()
-            impls[i].step()
-            elapsed = clock() - start
-            if k >= warmup:
-                times[i].append(elapsed)
-    return [statistics.median(t) for t in times]
-
-
 def markdown_table(seconds):
     names = [name for name, _ in IMPLEMENTATIONS]
     floor = seconds[names.index("numpy, in place")]
@@ -232,7 +218,10 @@ def main(argv=None):
     gc.collect()
     gc.freeze()
     try:
-        seconds = time_interleaved(impls, args.reps, args.warmup, CLOCKS[args.clock])
+        times = time_interleaved(
+            [impl.step for impl in impls], args.reps, args.warmup, CLOCKS[args.clock]
+        )
+        seconds = [statistics.median(t) for t in times]
     finally:
         gc.unfreeze()
 

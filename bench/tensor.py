@@ -83,7 +83,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from topograd.dsl.allocator import keep_freed_memory
 
 import topograd as tg
-from bench.interleave import orders
+from bench.interleave import time_interleaved
 from bench.workloads import batch_norm_backward, batch_norm_train
 from topograd import functional as F
 from topograd import nn, optim
@@ -367,20 +367,6 @@ def _rewound(warmed, fresh):
 CLOCKS = {"wall": time.perf_counter, "cpu": time.thread_time}
 
 
-def time_interleaved(impls, x, labels, reps, warmup, clock=time.perf_counter):
-    """Seconds of every timed step of each implementation, one step of each in turn, in a
-    random order each round (bench/interleave.py)."""
-    times = [[] for _ in impls]
-    for k, order in enumerate(orders(len(impls), warmup + reps)):
-        for i in order:
-            start = clock()
-            impls[i].step(x, labels, LR)
-            elapsed = clock() - start
-            if k >= warmup:
-                times[i].append(elapsed)
-    return times
-
-
 def ratio(times, numerator, denominator, blocks):
     """(ratio of the medians, lowest and highest ratio of the blocks' medians)."""
     a, b = times[numerator], times[denominator]
@@ -544,7 +530,8 @@ def main(argv=None):
         gc.collect()
         gc.freeze()
         try:
-            times = time_interleaved(impls, x, labels, args.reps, args.warmup, CLOCKS[args.clock])
+            steps = [functools.partial(impl.step, x, labels, LR) for impl in impls]
+            times = time_interleaved(steps, args.reps, args.warmup, CLOCKS[args.clock])
         finally:
             gc.unfreeze()
         rows.append((size, times, measure_peaks(impls, x, labels)))

@@ -43,3 +43,13 @@ def test_a_seed_repeats_its_orders_and_another_does_not():
     assert list(itertools.chain.from_iterable(interleave.orders(1, 3))) == [0, 0, 0]
     with pytest.raises(ValueError, match="at least one"):
         list(interleave.orders(0, 1))
+
+
+def test_time_interleaved_keeps_every_call_after_the_warmup():
+    calls = []
+    steps = [lambda name=name: calls.append(name) for name in "abc"]
+    ticks = iter(range(1000))
+    times = interleave.time_interleaved(steps, reps=4, warmup=2, clock=lambda: next(ticks))
+    assert sorted(calls) == sorted("abc" * 6)
+    assert [len(t) for t in times] == [4, 4, 4]
+    assert all(t == 1 for row in times for t in row)  # one tick between start and end
